@@ -1,0 +1,26 @@
+"""HFF conv net (64-128-256, batch norm, 2x2 grid read-out) on Fashion-MNIST.
+
+  hffjax train --config configs/fashion_mnist_cnn.py --workdir runs/fmnist_cnn
+"""
+
+from hffjax.config import base_config
+
+
+def get_config():
+  c = base_config()
+  c.dataset = "fashion_mnist"
+  c.num_epochs = 12
+  c.batch_size = 128
+  c.optimizer = "adamw"
+  c.learning_rate = 2e-3
+  c.weight_decay = 5e-4
+  c.lr_schedule = "cosine"
+  c.augment_flip = True
+  c.model.kind = "cnn"
+  c.model.channels = (64, 128, 256)
+  c.model.pool = (False, True, True)
+  c.model.norm = "batch"
+  c.model.readout = "grid"
+  c.model.readout_grid = 2
+  c.model.temperature = 1 / 16
+  return c

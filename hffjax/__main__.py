@@ -1,0 +1,3 @@
+from hffjax.main import main
+
+main()

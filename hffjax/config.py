@@ -1,0 +1,164 @@
+"""Config loading, ``--config.key=value`` overrides and validation.
+
+Configs are Python files whose ``get_config()`` returns a locked
+``ml_collections.ConfigDict``; :func:`base_config` holds every key and its
+default so that the files under ``configs/`` only state what they change.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import os
+
+import ml_collections
+
+from hffjax.errors import HFFError
+
+METHODS = ("hff",)
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Every config key with its default. Configs override a few of them."""
+  c = ml_collections.ConfigDict()
+  c.method = "hff"
+  c.dataset = "fashion_mnist"
+  c.data_dir = ""  # a folder with the four IDX .gz files, or a TFDS data dir
+  c.seed = 0
+  c.num_epochs = 10
+  c.batch_size = 128
+  c.eval_batch_size = 1000
+  c.optimizer = "adam"  # "adam" | "adamw"
+  c.learning_rate = 1e-3
+  c.weight_decay = 0.0  # adamw only; applied to kernels, not to biases, norms or prototypes
+  c.lr_schedule = "constant"  # "constant" | "cosine"
+  c.warmup_steps = 0
+  c.augment_flip = False  # random horizontal flips of training images
+  c.loss_weights = ()  # λ_l per block; empty = all ones
+  c.margin = 0.0  # additive cosine margin on the target class
+  c.ensemble_blocks = ()  # blocks summed by the "ensemble" rule; empty = all
+  c.checkpoint_every_steps = 0  # 0 = save at the end of each epoch only
+  c.keep_checkpoints = 3
+  c.log_every_steps = 50
+
+  c.model = ml_collections.ConfigDict()
+  c.model.kind = "mlp"  # "mlp" | "cnn"
+  c.model.widths = (1000, 1000, 1000)  # mlp
+  c.model.channels = (64, 128, 256)  # cnn: one conv stage per block
+  c.model.pool = (False, True, True)  # cnn: 2x2 max-pool before the stage
+  c.model.norm = "batch"  # cnn: "batch" | "layer" | "none"
+  c.model.readout = "gap"  # cnn: "gap" | "grid" | "flatten"
+  c.model.readout_grid = 2  # cnn, readout="grid": average-pool to grid x grid, then flatten
+  c.model.interblock_norm = "l2"  # "l2" | "none"
+  c.model.temperature = 0.1  # τ; logits are cos/τ
+  c.model.learn_temperature = False
+  c.model.prototype_init = "orthogonal"  # "orthogonal" | "normal"
+  c.model.dtype = "float32"  # compute dtype; parameters stay float32
+
+  c.synthetic = ml_collections.ConfigDict()
+  c.synthetic.num_train = 2048
+  c.synthetic.num_test = 512
+  c.synthetic.image_shape = (28, 28, 1)
+  c.synthetic.num_classes = 10
+  return c
+
+
+def load_config(path: str) -> ml_collections.ConfigDict:
+  """Imports a config file and returns its locked ``get_config()``."""
+  if not os.path.isfile(path):
+    raise HFFError(f"config file {path} not found; pass e.g. --config configs/fashion_mnist_mlp.py")
+  spec = importlib.util.spec_from_file_location("_hffjax_config", path)
+  module = importlib.util.module_from_spec(spec)
+  try:
+    spec.loader.exec_module(module)
+  except Exception as e:
+    raise HFFError(f"config file {path} failed to load: {type(e).__name__}: {e}") from None
+  if not hasattr(module, "get_config"):
+    raise HFFError(f"config file {path} has no get_config(); define one returning a ConfigDict")
+  config = module.get_config()
+  config.lock()
+  return config
+
+
+def _parse_value(text: str, current):
+  if isinstance(current, str):
+    return text
+  try:
+    value = ast.literal_eval(text)
+  except (ValueError, SyntaxError):
+    value = text
+  if isinstance(current, bool):
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+      return value.lower() == "true"
+    if not isinstance(value, bool):
+      raise HFFError(f"expected True or False, got {text!r}")
+  elif isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+    value = float(value)
+  elif isinstance(current, tuple) and isinstance(value, (list, int, float)):
+    value = tuple(value) if isinstance(value, list) else (value,)
+  return value
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, str]) -> None:
+  """Applies ``{"model.temperature": "0.05", ...}`` to a locked config, type-checked."""
+  for key, text in overrides.items():
+    parent, leaf = config, key
+    if "." in key:
+      path, leaf = key.rsplit(".", 1)
+      for part in path.split("."):
+        if not isinstance(parent, ml_collections.ConfigDict) or part not in parent:
+          raise HFFError(f"unknown config key {key!r}; see the config reference in README.md")
+        parent = parent[part]
+    if not isinstance(parent, ml_collections.ConfigDict) or leaf not in parent:
+      raise HFFError(f"unknown config key {key!r}; see the config reference in README.md")
+    current = parent[leaf]
+    try:
+      value = _parse_value(text, current)
+      parent[leaf] = value
+    except HFFError as e:
+      raise HFFError(f"--config.{key}: {e}") from None
+    except (TypeError, ValueError) as e:
+      raise HFFError(
+          f"--config.{key}={text!r} does not fit the key's type {type(current).__name__} ({e})"
+      ) from None
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Refuses values that would fail later or train something silently wrong."""
+  if config.method not in METHODS:
+    raise HFFError(f"unknown method {config.method!r}; use one of {METHODS}")
+  for key in ("num_epochs", "batch_size", "eval_batch_size"):
+    if config[key] <= 0:
+      raise HFFError(f"{key} must be > 0, got {config[key]}")
+  if config.learning_rate <= 0:
+    raise HFFError(f"learning_rate must be > 0, got {config.learning_rate}")
+  if config.optimizer not in ("adam", "adamw"):
+    raise HFFError(f"unknown optimizer {config.optimizer!r}; use 'adam' or 'adamw'")
+  if config.lr_schedule not in ("constant", "cosine"):
+    raise HFFError(f"unknown lr_schedule {config.lr_schedule!r}; use 'constant' or 'cosine'")
+  if config.margin < 0:
+    raise HFFError(f"margin must be >= 0, got {config.margin}")
+
+
+def to_json(config: ml_collections.ConfigDict) -> str:
+  return config.to_json(indent=2, sort_keys=True)
+
+
+def from_json(text: str) -> ml_collections.ConfigDict:
+  """Rebuilds a config saved with :func:`to_json` on top of :func:`base_config`."""
+  saved = json.loads(text)
+  config = base_config()
+
+  def merge(dst, src):
+    for k, v in src.items():
+      if isinstance(v, dict) and k in dst and isinstance(dst[k], ml_collections.ConfigDict):
+        merge(dst[k], v)
+      elif k in dst:
+        dst[k] = tuple(v) if isinstance(dst[k], tuple) else v
+      else:
+        dst[k] = v
+
+  merge(config, saved)
+  config.lock()
+  return config

@@ -1,0 +1,85 @@
+"""Pure loss functions for Hyperspherical Forward-Forward.
+
+Shapes: ``B`` batch, ``D`` feature dimension, ``C`` classes.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+_EPS = 1e-12
+
+
+def l2_normalize(x: jax.Array, axis: int = -1, eps: float = _EPS) -> jax.Array:
+  """Scales ``x`` to unit L2 norm along ``axis``; an all-zero vector stays zero."""
+  sq = jnp.sum(jnp.square(x), axis=axis, keepdims=True)
+  return x * jax.lax.rsqrt(jnp.maximum(sq, eps))
+
+
+def cosine_logits(
+    features_BxD: jax.Array,
+    prototypes_CxD: jax.Array,
+    scale: jax.Array | float,
+) -> jax.Array:
+  """Cosine similarity of each feature to each prototype, times ``scale``.
+
+  Both the features and the prototype rows are projected onto the unit
+  sphere first, so the result does not depend on their lengths.
+
+  Args:
+    features_BxD: block read-outs, ``[B, D]``.
+    prototypes_CxD: raw (unnormalised) prototype matrix, ``[C, D]``.
+    scale: ``1/τ``, a scalar.
+
+  Returns:
+    ``[B, C]`` logits in ``[-scale, scale]``.
+  """
+  z_BxD = l2_normalize(features_BxD.astype(jnp.float32))
+  p_CxD = l2_normalize(prototypes_CxD.astype(jnp.float32))
+  return scale * (z_BxD @ p_CxD.T)
+
+
+def hff_block_loss(
+    logits_BxC: jax.Array,
+    labels_B: jax.Array,
+    margin: float = 0.0,
+    scale: jax.Array | float = 1.0,
+) -> jax.Array:
+  """Mean cross-entropy of one block's cosine logits, with an additive margin.
+
+  The margin ``m`` is subtracted from the target cosine (so ``scale * m`` from
+  the target logit), as in CosFace: the target must beat the other
+  prototypes by ``m`` in cosine before the loss is small.
+
+  Args:
+    logits_BxC: output of :func:`cosine_logits`, ``[B, C]``.
+    labels_B: integer class labels, ``[B]``.
+    margin: additive cosine margin ``m >= 0``.
+    scale: the ``1/τ`` used for ``logits_BxC``.
+
+  Returns:
+    Scalar mean loss.
+  """
+  if margin:
+    onehot_BxC = jax.nn.one_hot(labels_B, logits_BxC.shape[-1], dtype=logits_BxC.dtype)
+    logits_BxC = logits_BxC - scale * margin * onehot_BxC
+  return optax.softmax_cross_entropy_with_integer_labels(logits_BxC, labels_B).mean()
+
+
+def goodness(activity_BxD: jax.Array) -> jax.Array:
+  """Forward-Forward goodness: mean of squared activities per example, ``[B]``."""
+  return jnp.mean(jnp.square(activity_BxD.astype(jnp.float32)), axis=-1)
+
+
+def ff_goodness_loss(
+    goodness_pos_B: jax.Array, goodness_neg_B: jax.Array, threshold: float
+) -> jax.Array:
+  """Forward-Forward loss: goodness above ``threshold`` for positives, below for negatives.
+
+  ``softplus(threshold - g_pos) + softplus(g_neg - threshold)``, averaged.
+  """
+  return jnp.mean(
+      jax.nn.softplus(threshold - goodness_pos_B) + jax.nn.softplus(goodness_neg_B - threshold)
+  )

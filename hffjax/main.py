@@ -1,0 +1,84 @@
+"""Command line: ``hffjax train|eval``. Flags only; the work lives in the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from hffjax.errors import HFFError
+
+
+def _parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(prog="hffjax", description="Hyperspherical Forward-Forward in JAX.")
+  p.add_argument("--debug", action="store_true", help="show full tracebacks")
+  sub = p.add_subparsers(dest="command", required=True)
+  t = sub.add_parser(
+      "train", help="train (or resume) a model",
+      epilog="Override any config key with --config.KEY=VALUE, e.g. --config.num_epochs=1.",
+  )
+  t.add_argument("--config", required=True, help="config file, e.g. configs/fashion_mnist_mlp.py")
+  t.add_argument("--workdir", required=True, help="where checkpoints and metrics.jsonl go")
+  t.add_argument("--debug", action="store_true", help="show full tracebacks")
+  e = sub.add_parser("eval", help="evaluate the latest checkpoint of a workdir")
+  e.add_argument("--workdir", required=True)
+  e.add_argument("--data_dir", default=None, help="override the data dir saved with the run")
+  e.add_argument("--debug", action="store_true", help="show full tracebacks")
+  return p
+
+
+def _split_overrides(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+  rest, overrides = [], {}
+  it = iter(argv)
+  for arg in it:
+    if arg.startswith("--config."):
+      key, eq, value = arg[len("--config."):].partition("=")
+      if not eq:
+        value = next(it, None)
+        if value is None:
+          raise HFFError(f"--config.{key} needs a value: --config.{key}=VALUE")
+      overrides[key] = value
+    else:
+      rest.append(arg)
+  return rest, overrides
+
+
+def run(argv: list[str]) -> int:
+  debug = "--debug" in argv
+  try:
+    rest, overrides = _split_overrides(argv)
+    args = _parser().parse_args(rest)
+    if overrides and args.command != "train":
+      raise HFFError("--config.KEY=VALUE overrides only apply to `train`")
+    # Imported here so `hffjax --help` answers without loading JAX.
+    from hffjax import config as config_lib
+    from hffjax import parallel, train
+
+    parallel.maybe_initialize_distributed()
+    if args.command == "train":
+      config = config_lib.load_config(args.config)
+      config_lib.apply_overrides(config, overrides)
+      result = train.train_and_evaluate(config, args.workdir)
+      print(train.format_summary(result))
+      print(json.dumps({k: result[k] for k in ("step", "epoch", "test_accuracy", "ensemble_accuracy",
+                                              "layer_accuracy")}))
+    elif args.command == "eval":
+      print(json.dumps(train.evaluate_workdir(args.workdir, args.data_dir)))
+    return 0
+  except HFFError as e:
+    if debug:
+      raise
+    print(f"hffjax: error: {e}", file=sys.stderr)
+    return 2
+  except KeyboardInterrupt:
+    print("hffjax: interrupted; re-run the same command to resume from the last checkpoint",
+          file=sys.stderr)
+    return 130
+
+
+def main() -> None:
+  sys.exit(run(sys.argv[1:]))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,298 @@
+"""Flax NNX modules: HFF blocks, each with its own learned class prototypes.
+
+A network is a stack of blocks ``f_1 … f_L``. Block ``l`` sees
+``stop_gradient(n(a_{l-1}))`` (``n`` the inter-block normalisation), computes
+its activity ``a_l``, reads it out to a vector ``r_l`` and classifies ``r_l``
+against its own unit-norm prototypes with cosine logits. Every block is
+therefore a local learner: its parameters and prototypes get gradient only
+from its own loss.
+
+Shapes: ``B`` batch, ``H, W`` spatial, ``K`` channels, ``D`` read-out
+dimension, ``C`` classes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from hffjax import losses
+from hffjax.errors import HFFError
+
+INTERBLOCK_NORMS = ("l2", "none")
+READOUTS = ("gap", "grid", "flatten")
+CONV_NORMS = ("batch", "layer", "none")
+PROTOTYPE_INITS = ("normal", "orthogonal")
+
+
+def interblock_normalize(a: jax.Array, kind: str) -> jax.Array:
+  """Per-example normalisation applied between blocks.
+
+  ``"l2"`` scales each example's whole activity tensor to unit length, as
+  Forward-Forward does, so the next block cannot read the previous block's
+  confidence off the activity's length; ``"none"`` passes it unchanged.
+  """
+  if kind == "none":
+    return a
+  flat = a.reshape(a.shape[0], -1)
+  return losses.l2_normalize(flat).reshape(a.shape)
+
+
+class PrototypeHead(nnx.Module):
+  """``C`` learned prototypes and a temperature: cosine logits of a read-out."""
+
+  def __init__(
+      self,
+      dim: int,
+      num_classes: int,
+      *,
+      temperature: float,
+      learn_temperature: bool,
+      init: str,
+      rngs: nnx.Rngs,
+  ):
+    if temperature <= 0:
+      raise HFFError(f"model.temperature must be > 0, got {temperature}; try 0.1")
+    if init == "orthogonal":
+      initializer = jax.nn.initializers.orthogonal()
+    elif init == "normal":
+      initializer = jax.nn.initializers.normal(stddev=1.0)
+    else:
+      raise HFFError(f"unknown model.prototype_init {init!r}; use one of {PROTOTYPE_INITS}")
+    self.prototypes = nnx.Param(initializer(rngs.params(), (num_classes, dim), jnp.float32))
+    log_scale = -math.log(temperature)
+    # A learnable temperature lives in the block's parameters; a fixed one is a Python constant.
+    self.log_scale = nnx.Param(jnp.asarray(log_scale, jnp.float32)) if learn_temperature else log_scale
+
+  @property
+  def scale(self) -> jax.Array:
+    log_scale = self.log_scale[...] if isinstance(self.log_scale, nnx.Variable) else self.log_scale
+    return jnp.exp(log_scale)
+
+  def unit_prototypes(self) -> jax.Array:
+    """The prototypes projected onto the unit sphere, ``[C, D]``."""
+    return losses.l2_normalize(self.prototypes[...])
+
+  def __call__(self, readout_BxD: jax.Array) -> jax.Array:
+    return losses.cosine_logits(readout_BxD, self.prototypes[...], self.scale)
+
+
+class DenseBlock(nnx.Module):
+  """Linear + ReLU; the read-out is the activity itself."""
+
+  def __init__(self, in_dim: int, width: int, *, dtype, rngs: nnx.Rngs):
+    self.linear = nnx.Linear(in_dim, width, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+    self.out_dim = width
+    self.readout_dim = width
+
+  def __call__(self, x_BxD: jax.Array, *, train: bool) -> tuple[jax.Array, jax.Array]:
+    del train
+    a = jax.nn.relu(self.linear(x_BxD.reshape(x_BxD.shape[0], -1)))
+    return a, a
+
+
+def _adaptive_avg_pool(x_BxHxWxK: jax.Array, grid: int) -> jax.Array:
+  """Averages over a ``grid × grid`` partition of space (bins may overlap by one)."""
+  _, h, w, _ = x_BxHxWxK.shape
+  rows = []
+  for i in range(grid):
+    r0, r1 = (i * h) // grid, -(-((i + 1) * h) // grid)
+    cols = []
+    for j in range(grid):
+      c0, c1 = (j * w) // grid, -(-((j + 1) * w) // grid)
+      cols.append(jnp.mean(x_BxHxWxK[:, r0:r1, c0:c1, :], axis=(1, 2)))
+    rows.append(jnp.stack(cols, axis=1))
+  return jnp.stack(rows, axis=1)  # [B, grid, grid, K]
+
+
+class ConvBlock(nnx.Module):
+  """[2×2 max-pool] → 3×3 conv → norm → ReLU, with a pooled read-out."""
+
+  def __init__(
+      self,
+      in_shape: tuple[int, int, int],
+      channels: int,
+      *,
+      pool: bool,
+      norm: str,
+      readout: str,
+      readout_grid: int,
+      dtype,
+      rngs: nnx.Rngs,
+  ):
+    h, w, k = in_shape
+    if pool:
+      h, w = h // 2, w // 2
+    if h < 1 or w < 1:
+      raise HFFError(f"input {in_shape} is too small for another 2x2 pool; drop a pool in model.pool")
+    self.pool = pool
+    self.conv = nnx.Conv(
+        k, channels, (3, 3), padding="SAME", dtype=dtype, param_dtype=jnp.float32,
+        use_bias=norm == "none", rngs=rngs,
+    )
+    if norm == "batch":
+      self.norm = nnx.BatchNorm(channels, momentum=0.9, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+    elif norm == "layer":
+      self.norm = nnx.LayerNorm(channels, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+    elif norm == "none":
+      self.norm = None
+    else:
+      raise HFFError(f"unknown model.norm {norm!r}; use one of {CONV_NORMS}")
+    if readout not in READOUTS:
+      raise HFFError(f"unknown model.readout {readout!r}; use one of {READOUTS}")
+    self.readout = readout
+    self.readout_grid = readout_grid
+    self.out_shape = (h, w, channels)
+    self.readout_dim = {
+        "gap": channels,
+        "grid": channels * readout_grid * readout_grid,
+        "flatten": h * w * channels,
+    }[readout]
+
+  def __call__(self, x_BxHxWxK: jax.Array, *, train: bool) -> tuple[jax.Array, jax.Array]:
+    x = x_BxHxWxK
+    if self.pool:
+      x = nnx.max_pool(x, (2, 2), strides=(2, 2))
+    a = self.conv(x)
+    if isinstance(self.norm, nnx.BatchNorm):
+      a = self.norm(a, use_running_average=not train)
+    elif self.norm is not None:
+      a = self.norm(a)
+    a = jax.nn.relu(a)
+    if self.readout == "gap":
+      r = jnp.mean(a, axis=(1, 2))
+    elif self.readout == "grid":
+      r = _adaptive_avg_pool(a, self.readout_grid).reshape(a.shape[0], -1)
+    else:
+      r = a.reshape(a.shape[0], -1)
+    return a, r
+
+
+class HFFNet(nnx.Module):
+  """A stack of blocks, each followed by its own prototype head.
+
+  Calling the net returns one ``[B, C]`` logits array per block, all from a
+  single forward pass. ``stop_gradient=False`` gives the same blocks trained
+  end to end (used by the backprop baseline).
+  """
+
+  def __init__(
+      self,
+      blocks: Sequence[nnx.Module],
+      num_classes: int,
+      *,
+      input_shape: tuple[int, int, int],
+      temperature: float = 0.1,
+      learn_temperature: bool = False,
+      prototype_init: str = "orthogonal",
+      interblock_norm: str = "l2",
+      stop_gradient: bool = True,
+      pixel_mean: float = 0.0,
+      pixel_std: float = 1.0,
+      rngs: nnx.Rngs,
+  ):
+    if interblock_norm not in INTERBLOCK_NORMS:
+      raise HFFError(
+          f"unknown model.interblock_norm {interblock_norm!r}; use one of {INTERBLOCK_NORMS}"
+      )
+    self.blocks = nnx.List(list(blocks))
+    self.heads = nnx.List([
+        PrototypeHead(
+            b.readout_dim, num_classes, temperature=temperature,
+            learn_temperature=learn_temperature, init=prototype_init, rngs=rngs,
+        )
+        for b in blocks
+    ])
+    self.input_shape = tuple(input_shape)
+    self.num_classes = num_classes
+    self.interblock_norm = interblock_norm
+    self.stop_gradient = stop_gradient
+    self.pixel_mean = float(pixel_mean)
+    self.pixel_std = float(pixel_std)
+
+  @property
+  def num_blocks(self) -> int:
+    return len(self.blocks)
+
+  def readouts(self, x: jax.Array, *, train: bool = False) -> list[jax.Array]:
+    """Every block's read-out ``r_l``, ``[B, D_l]`` each, in one forward pass.
+
+    Args:
+      x: raw images, pixel values in ``[0, 255]`` (any dtype), ``[B, H, W, K]``.
+      train: batch statistics (and their running averages) are updated when True.
+    """
+    if tuple(x.shape[1:]) != self.input_shape:
+      raise HFFError(
+          f"images have shape {tuple(x.shape[1:])} but the model was built for "
+          f"{self.input_shape}; rebuild the model for this dataset"
+      )
+    h = (x.astype(jnp.float32) / 255.0 - self.pixel_mean) / self.pixel_std
+    outs = []
+    for i, block in enumerate(self.blocks):
+      if i > 0:
+        h = interblock_normalize(h, self.interblock_norm)
+      if self.stop_gradient:
+        h = jax.lax.stop_gradient(h)
+      h, r = block(h, train=train)
+      outs.append(r)
+    return outs
+
+  def __call__(self, x: jax.Array, *, train: bool = False) -> list[jax.Array]:
+    """Every block's cosine logits, ``[B, C]`` each, in one forward pass."""
+    return [head(r) for head, r in zip(self.heads, self.readouts(x, train=train))]
+
+
+def build_model(
+    model_config,
+    *,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    seed: int,
+    pixel_mean: float = 0.0,
+    pixel_std: float = 1.0,
+    stop_gradient: bool = True,
+) -> HFFNet:
+  """Builds the network a config's ``model`` section describes.
+
+  ``pixel_mean``/``pixel_std`` (of pixel values scaled to ``[0, 1]``) are the
+  dataset statistics the model uses to normalise raw images.
+  """
+  cfg = model_config
+  rngs = nnx.Rngs(params=seed)
+  dtype = jnp.dtype(cfg.dtype)
+  if cfg.kind == "mlp":
+    if not cfg.widths:
+      raise HFFError("model.widths is empty; give at least one layer width, e.g. (1000, 1000, 1000)")
+    blocks, in_dim = [], math.prod(input_shape)
+    for width in cfg.widths:
+      blocks.append(DenseBlock(in_dim, int(width), dtype=dtype, rngs=rngs))
+      in_dim = int(width)
+  elif cfg.kind == "cnn":
+    if not cfg.channels:
+      raise HFFError("model.channels is empty; give at least one stage, e.g. (64, 128, 256)")
+    pools = tuple(cfg.pool) if cfg.pool else (False,) * len(cfg.channels)
+    if len(pools) != len(cfg.channels):
+      raise HFFError(
+          f"model.pool has {len(pools)} entries but model.channels has {len(cfg.channels)}; "
+          "give one True/False per stage"
+      )
+    blocks, shape = [], tuple(input_shape)
+    for channels, pool in zip(cfg.channels, pools):
+      block = ConvBlock(
+          shape, int(channels), pool=bool(pool), norm=cfg.norm, readout=cfg.readout,
+          readout_grid=int(cfg.readout_grid), dtype=dtype, rngs=rngs,
+      )
+      blocks.append(block)
+      shape = block.out_shape
+  else:
+    raise HFFError(f"unknown model.kind {cfg.kind!r}; use 'mlp' or 'cnn'")
+  return HFFNet(
+      blocks, num_classes, input_shape=tuple(input_shape), temperature=cfg.temperature,
+      learn_temperature=cfg.learn_temperature, prototype_init=cfg.prototype_init,
+      interblock_norm=cfg.interblock_norm, stop_gradient=stop_gradient,
+      pixel_mean=pixel_mean, pixel_std=pixel_std, rngs=rngs,
+  )

@@ -1,0 +1,494 @@
+"""The fused HFF step, evaluation, and ``train_and_evaluate(config, workdir)``.
+
+Because block ``l`` sees only ``stop_gradient`` of the block below, the
+gradient of ``Σ_l λ_l L_l`` with respect to block ``l``'s parameters is
+``λ_l ∂L_l/∂θ_l``: one forward pass, one ``value_and_grad`` of the sum and one
+optimizer update train every block at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import time
+from collections.abc import Sequence
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+from tqdm.auto import tqdm
+
+from hffjax import checkpoint as ckpt_lib
+from hffjax import config as config_lib
+from hffjax import data as data_lib
+from hffjax import losses, parallel
+from hffjax.errors import HFFError
+from hffjax.models import HFFNet, build_model
+
+PREDICT_MODES = ("last", "ensemble")
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a step changes. Parameters and batch statistics are plain nested dicts."""
+
+  step: jax.Array
+  params: dict
+  batch_stats: dict
+  opt_state: optax.OptState
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+def split_model(model: HFFNet) -> tuple[nnx.GraphDef, dict, dict]:
+  """``(graphdef, params, batch_stats)`` with the two states as plain nested dicts."""
+  graphdef, params, batch_stats = nnx.split(model, nnx.Param, ...)
+  return graphdef, params.to_pure_dict(), batch_stats.to_pure_dict()
+
+
+def merge_model(graphdef: nnx.GraphDef, params: dict, batch_stats: dict) -> HFFNet:
+  return nnx.merge(graphdef, nnx.State(params), nnx.State(batch_stats))
+
+
+def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
+  """Adam or AdamW, with an optional warm-up and cosine decay to zero."""
+  lr = config.learning_rate
+  if config.lr_schedule == "cosine":
+    warmup = min(config.warmup_steps, max(total_steps - 1, 0))
+    lr = optax.warmup_cosine_decay_schedule(
+        0.0 if warmup else lr, lr, warmup_steps=warmup, decay_steps=max(total_steps, warmup + 1)
+    )
+  elif config.warmup_steps:
+    lr = optax.linear_schedule(0.0, lr, config.warmup_steps)
+  if config.optimizer == "adamw":
+    # Decay kernels only: prototypes are normalised anyway, biases and norms should not shrink.
+    def decay_mask(params):
+      return jax.tree_util.tree_map_with_path(
+          lambda path, _: getattr(path[-1], "key", None) == "kernel", params
+      )
+
+    return optax.adamw(lr, weight_decay=config.weight_decay, mask=decay_mask)
+  return optax.adam(lr)
+
+
+def loss_weights(config: ml_collections.ConfigDict, num_blocks: int) -> tuple[float, ...]:
+  weights = tuple(float(w) for w in config.loss_weights) or (1.0,) * num_blocks
+  if len(weights) != num_blocks:
+    raise HFFError(
+        f"loss_weights has {len(weights)} entries but the model has {num_blocks} blocks; "
+        "give one weight per block or leave it empty"
+    )
+  return weights
+
+
+def ensemble_blocks(config: ml_collections.ConfigDict, num_blocks: int) -> tuple[int, ...]:
+  blocks = tuple(int(b) for b in config.ensemble_blocks) or tuple(range(num_blocks))
+  bad = [b for b in blocks if not 0 <= b < num_blocks]
+  if bad:
+    raise HFFError(f"ensemble_blocks {bad} out of range for {num_blocks} blocks; use 0..{num_blocks - 1}")
+  return blocks
+
+
+def combine_logits(
+    block_logits: Sequence[jax.Array], mode: str = "last", blocks: Sequence[int] | None = None
+) -> jax.Array:
+  """Class scores from every block's logits under a prediction rule, ``[B, C]``.
+
+  ``last``: the last block's logits. ``ensemble``: the sum of the softmaxes of
+  ``blocks`` (default: all).
+  """
+  if mode == "last":
+    return block_logits[-1]
+  if mode == "ensemble":
+    blocks = range(len(block_logits)) if blocks is None else blocks
+    return sum(jax.nn.softmax(block_logits[b].astype(jnp.float32)) for b in blocks)
+  raise HFFError(f"unknown prediction mode {mode!r}; use one of {PREDICT_MODES}")
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "mode", "blocks"))
+def _predict(graphdef, state, images, mode, blocks):
+  model = nnx.merge(graphdef, state)
+  return jnp.argmax(combine_logits(model(images, train=False), mode, blocks), axis=-1)
+
+
+def predict(
+    model: HFFNet, images, mode: str = "last", blocks: Sequence[int] | None = None
+) -> jax.Array:
+  """Predicted classes for raw images (pixel values 0–255) in one forward pass.
+
+  Args:
+    model: a trained :class:`HFFNet`.
+    images: ``[B, H, W, K]``.
+    mode: ``"last"`` or ``"ensemble"`` (see :func:`combine_logits`).
+    blocks: blocks the ensemble sums; default all.
+
+  Returns:
+    ``[B]`` int32 class indices.
+  """
+  if mode not in PREDICT_MODES:
+    raise HFFError(f"unknown prediction mode {mode!r}; use one of {PREDICT_MODES}")
+  graphdef, state = nnx.split(model)
+  return _predict(graphdef, state, jnp.asarray(images), mode, None if blocks is None else tuple(blocks))
+
+
+def make_train_step(
+    graphdef: nnx.GraphDef,
+    optimizer: optax.GradientTransformation,
+    *,
+    weights: Sequence[float],
+    margin: float = 0.0,
+    augment_flip: bool = False,
+    seed: int = 0,
+):
+  """The pure fused step ``(state, images_B…, labels_B) -> (state, metrics)``.
+
+  Metrics: ``loss`` (the weighted sum), ``block_loss`` ``[L]`` and
+  ``block_correct`` ``[L]`` (training examples each block got right).
+  """
+  weights = tuple(weights)
+
+  def train_step(state: TrainState, images, labels):
+    if augment_flip:
+      key = jax.random.fold_in(jax.random.key(seed), state.step)
+      flip_B = jax.random.bernoulli(key, 0.5, (images.shape[0],))
+      images = jnp.where(flip_B[:, None, None, None], images[:, :, ::-1, :], images)
+
+    def loss_fn(params):
+      model = merge_model(graphdef, params, state.batch_stats)
+      block_logits = model(images, train=True)
+      block_loss = jnp.stack([
+          losses.hff_block_loss(logits, labels, margin, head.scale)
+          for logits, head in zip(block_logits, model.heads)
+      ])
+      total = jnp.dot(jnp.asarray(weights, jnp.float32), block_loss)
+      new_stats = nnx.state(model, nnx.BatchStat).to_pure_dict()
+      return total, (block_loss, block_logits, new_stats)
+
+    (total, (block_loss, block_logits, new_stats)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True
+    )(state.params)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    new_state = state.replace(
+        step=state.step + 1,
+        params=optax.apply_updates(state.params, updates),
+        batch_stats=new_stats,
+        opt_state=opt_state,
+    )
+    block_correct = jnp.stack([
+        jnp.sum(jnp.argmax(logits, -1) == labels) for logits in block_logits
+    ])
+    return new_state, {"loss": total, "block_loss": block_loss, "block_correct": block_correct}
+
+  return train_step
+
+
+def make_eval_step(graphdef: nnx.GraphDef, blocks: Sequence[int]):
+  """``(params, batch_stats, images, labels, mask) -> counts [L + 2]``.
+
+  Counts of correct, unmasked examples: one per block, then the ``last`` and
+  ``ensemble`` rules.
+  """
+  blocks = tuple(blocks)
+
+  def eval_step(params, batch_stats, images, labels, mask):
+    block_logits = merge_model(graphdef, params, batch_stats)(images, train=False)
+    scores = list(block_logits) + [
+        combine_logits(block_logits, "last"),
+        combine_logits(block_logits, "ensemble", blocks),
+    ]
+    return jnp.stack([jnp.sum((jnp.argmax(s, -1) == labels) & mask) for s in scores]).astype(jnp.int32)
+
+  return eval_step
+
+
+def evaluate(
+    eval_fn, state: TrainState, images: np.ndarray, labels: np.ndarray, mesh, batch_size: int
+) -> dict:
+  """Exact accuracy over every example (the last batch is padded and masked)."""
+  counts, start = None, time.perf_counter()
+  for x, y, m in data_lib.eval_batches(images, labels, batch_size):
+    c = eval_fn(state.params, state.batch_stats, *parallel.global_batch(mesh, x, y, m))
+    counts = c if counts is None else counts + c
+  counts = np.asarray(jax.device_get(counts), np.int64)
+  seconds = time.perf_counter() - start
+  n = len(images)
+  return {
+      "test_accuracy": counts[-2] / n,
+      "ensemble_accuracy": counts[-1] / n,
+      "layer_accuracy": [c / n for c in counts[:-2]],
+      "num_examples": n,
+      "eval_seconds": seconds,
+      "examples_per_second": n / seconds,
+  }
+
+
+# ----------------------------------------------------------------------------- set-up
+
+
+@dataclasses.dataclass
+class Experiment:
+  """What training and evaluation share: data, model definition, mesh, compiled steps."""
+
+  config: ml_collections.ConfigDict
+  dataset: data_lib.Dataset
+  mesh: jax.sharding.Mesh
+  graphdef: nnx.GraphDef
+  initial_state: TrainState
+  optimizer: optax.GradientTransformation
+  steps_per_epoch: int
+  eval_batch_size: int
+
+  @property
+  def total_steps(self) -> int:
+    return self.config.num_epochs * self.steps_per_epoch
+
+  @property
+  def num_blocks(self) -> int:
+    return len(self.initial_state.params["blocks"])
+
+  def eval_fn(self):
+    blocks = ensemble_blocks(self.config, self.num_blocks)
+    return jax.jit(
+        make_eval_step(self.graphdef, blocks),
+        in_shardings=(parallel.replicated(self.mesh), parallel.replicated(self.mesh))
+        + (parallel.batch_sharding(self.mesh),) * 3,
+        out_shardings=parallel.replicated(self.mesh),
+    )
+
+  def train_fn(self):
+    step = make_train_step(
+        self.graphdef, self.optimizer,
+        weights=loss_weights(self.config, self.num_blocks), margin=self.config.margin,
+        augment_flip=self.config.augment_flip, seed=self.config.seed,
+    )
+    rep, batch = parallel.replicated(self.mesh), parallel.batch_sharding(self.mesh)
+    return jax.jit(step, in_shardings=(rep, batch, batch), out_shardings=(rep, rep), donate_argnums=0)
+
+  def abstract_state(self):
+    return ckpt_lib.abstract_like(self.initial_state.to_dict(), parallel.replicated(self.mesh))
+
+  def model(self, state: TrainState) -> HFFNet:
+    return merge_model(self.graphdef, *jax.device_get((state.params, state.batch_stats)))
+
+
+def setup(config: ml_collections.ConfigDict, dataset: data_lib.Dataset | None = None) -> Experiment:
+  """Validates the config, loads the data, builds the model, optimizer and mesh."""
+  config_lib.validate_config(config)
+  ds = dataset if dataset is not None else data_lib.load_dataset(config)
+  n_train = len(ds.train_images)
+  if config.batch_size > n_train:
+    raise HFFError(
+        f"batch_size {config.batch_size} is larger than the {n_train} training examples; lower it"
+    )
+  mesh = parallel.make_mesh()
+  parallel.check_batch_size(config.batch_size, mesh)
+  n_dev = mesh.devices.size
+  eval_bs = min(config.eval_batch_size, len(ds.test_images))
+  eval_bs = -(-eval_bs // n_dev) * n_dev
+  model = build_model(
+      config.model, input_shape=ds.image_shape, num_classes=ds.num_classes, seed=config.seed,
+      pixel_mean=ds.mean, pixel_std=ds.std,
+  )
+  ensemble_blocks(config, model.num_blocks)
+  loss_weights(config, model.num_blocks)
+  graphdef, params, batch_stats = split_model(model)
+  steps_per_epoch = n_train // config.batch_size
+  optimizer = make_optimizer(config, config.num_epochs * steps_per_epoch)
+  state = TrainState(
+      step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+      opt_state=optimizer.init(params),
+  )
+  state = jax.device_put(state, parallel.replicated(mesh))
+  return Experiment(config, ds, mesh, graphdef, state, optimizer, steps_per_epoch, eval_bs)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def _append_jsonl(path: str, record: dict) -> None:
+  # One write of one whole line, so a killed run never leaves half a record.
+  with open(path, "a") as f:
+    f.write(json.dumps(record) + "\n")
+    f.flush()
+    os.fsync(f.fileno())
+
+
+def _to_state(tree: dict) -> TrainState:
+  return TrainState(**tree)
+
+
+def _check_finite(metrics: dict, step: int, last_saved: int | None, ckpt_dir: str) -> None:
+  block_loss = np.asarray(metrics["block_loss"])
+  bad = np.flatnonzero(~np.isfinite(block_loss))
+  if bad.size:
+    kept = f"checkpoint {last_saved} in {ckpt_dir} is kept" if last_saved is not None else "no checkpoint was saved"
+    raise HFFError(
+        f"loss of block {int(bad[0])} became {block_loss[bad[0]]} at step {step}; {kept}; "
+        "lower learning_rate or raise model.temperature"
+    )
+
+
+def format_summary(result: dict) -> str:
+  """A per-block accuracy table."""
+  lines = ["", "block  test accuracy", "-----  -------------"]
+  for i, acc in enumerate(result["layer_accuracy"]):
+    lines.append(f"{i:>5}  {100 * acc:12.2f}%")
+  lines.append(f" last  {100 * result['test_accuracy']:12.2f}%")
+  lines.append(f"  ens  {100 * result['ensemble_accuracy']:12.2f}%")
+  return "\n".join(lines)
+
+
+def train_and_evaluate(
+    config: ml_collections.ConfigDict, workdir: str, *, dataset: data_lib.Dataset | None = None,
+    progress: bool | None = None,
+) -> dict:
+  """Trains (resuming from ``workdir`` if it holds checkpoints) and evaluates each epoch.
+
+  Writes ``workdir/config.json``, ``workdir/metrics.jsonl`` (one record per
+  evaluation) and Orbax checkpoints in ``workdir/checkpoints``.
+
+  Returns:
+    The last evaluation record.
+  """
+  exp = setup(config, dataset)
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config_lib.to_json(config))
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  ckpts = ckpt_lib.Checkpoints(workdir, keep=config.keep_checkpoints)
+  state = exp.initial_state
+  start = ckpts.latest_step()
+  if start is not None:
+    state = _to_state(ckpts.restore(exp.abstract_state(), start))
+  start = int(state.step)
+  last_saved = start if ckpts.latest_step() is not None else None
+
+  train_step, eval_fn = exp.train_fn(), exp.eval_fn()
+  ds, spe, total = exp.dataset, exp.steps_per_epoch, exp.total_steps
+  result = None
+  bar = tqdm(total=total, initial=min(start, total), unit="step", dynamic_ncols=True,
+             disable=(not progress) if progress is not None else None, desc="train")
+  try:
+    step = start
+    while step < total:
+      epoch, offset = divmod(step, spe)
+      epoch_start, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, None
+      block_loss_sum = np.zeros(exp.num_blocks)
+      pending = None  # metrics of the previous step, fetched one step late
+
+      def consume(metrics, at_step):
+        nonlocal seen, loss_sum, correct, block_loss_sum
+        metrics = jax.device_get(metrics)
+        _check_finite(metrics, at_step, last_saved, ckpts.directory)
+        seen += config.batch_size
+        loss_sum += float(metrics["loss"])
+        block_loss_sum += metrics["block_loss"]
+        correct = metrics["block_correct"] if correct is None else correct + metrics["block_correct"]
+        if at_step % config.log_every_steps == 0 or at_step == total:
+          bar.set_postfix(loss=f"{loss_sum / (seen / config.batch_size):.4f}",
+                          acc=f"{correct[-1] / seen:.4f}", epoch=epoch + 1)
+
+      for images, labels in data_lib.train_batches(ds, config.batch_size, config.seed, epoch, offset):
+        state, metrics = train_step(state, *parallel.global_batch(exp.mesh, images, labels))
+        step += 1
+        if pending is not None:
+          consume(*pending)
+        pending = (metrics, step)
+        bar.update(1)
+        if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0 and step % spe:
+          consume(*pending)
+          pending = None
+          last_saved = _save(ckpts, state, step, last_saved)
+      if pending is not None:
+        consume(*pending)
+      train_seconds = time.perf_counter() - epoch_start
+      result = evaluate(eval_fn, state, ds.test_images, ds.test_labels, exp.mesh, exp.eval_batch_size)
+      steps_run = seen // config.batch_size
+      record = {
+          "step": step,
+          "epoch": epoch + 1,
+          "train_loss": loss_sum / max(steps_run, 1),
+          "block_train_loss": (block_loss_sum / max(steps_run, 1)).tolist(),
+          "train_accuracy": float(correct[-1]) / max(seen, 1) if correct is not None else None,
+          **{k: v for k, v in result.items() if k not in ("examples_per_second", "eval_seconds")},
+          "epoch_seconds": train_seconds,
+          "train_examples_per_second": seen / train_seconds if train_seconds else None,
+          "eval_examples_per_second": result["examples_per_second"],
+          "time": time.time(),
+      }
+      _append_jsonl(metrics_path, record)
+      last_saved = _save(ckpts, state, step, last_saved)
+      accs = "/".join(f"{100 * a:.1f}" for a in result["layer_accuracy"])
+      bar.write(
+          f"epoch {epoch + 1}/{config.num_epochs}  loss {record['train_loss']:.4f}  "
+          f"test {100 * result['test_accuracy']:.2f}% (ensemble {100 * result['ensemble_accuracy']:.2f}%, "
+          f"blocks {accs})  {train_seconds:.1f} s"
+      )
+      result = record
+  finally:
+    bar.close()
+    ckpts.close()
+  if result is None:  # Already trained to the end: report the restored model.
+    result = evaluate(eval_fn, state, ds.test_images, ds.test_labels, exp.mesh, exp.eval_batch_size)
+    result = {"step": start, "epoch": start // spe, **result}
+  return result
+
+
+def _save(ckpts: ckpt_lib.Checkpoints, state: TrainState, step: int, last_saved: int | None) -> int | None:
+  if not bool(_all_finite(state.params)):
+    raise HFFError(
+        f"parameters became non-finite by step {step}; checkpoint {last_saved} is kept; "
+        "lower learning_rate"
+    )
+  if last_saved == step:
+    return last_saved
+  ckpts.save(step, state.to_dict())
+  return step
+
+
+def restore_experiment(workdir: str, data_dir: str | None = None) -> tuple[Experiment, TrainState, int]:
+  """The experiment a workdir was trained with, and its latest checkpointed state."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    raise HFFError(f"{workdir} has no config.json; pass the --workdir of a `hffjax train` run")
+  with open(path) as f:
+    try:
+      config = config_lib.from_json(f.read())
+    except (ValueError, TypeError) as e:
+      raise HFFError(f"{path} is not a valid saved config ({e}); re-run train") from None
+  if data_dir:
+    config.data_dir = data_dir
+  exp = setup(config)
+  ckpts = ckpt_lib.Checkpoints(workdir, keep=config.keep_checkpoints)
+  try:
+    step = ckpts.latest_step()
+    state = _to_state(ckpts.restore(exp.abstract_state(), step))
+  finally:
+    ckpts.close()
+  return exp, state, step
+
+
+def evaluate_workdir(workdir: str, data_dir: str | None = None) -> dict:
+  """Restores the latest checkpoint of ``workdir`` and evaluates it on the test split."""
+  exp, state, step = restore_experiment(workdir, data_dir)
+  eval_fn = exp.eval_fn()
+  # Compile outside the timed loop so examples_per_second measures inference only.
+  x, y, m = next(data_lib.eval_batches(exp.dataset.test_images, exp.dataset.test_labels, exp.eval_batch_size))
+  jax.block_until_ready(eval_fn(state.params, state.batch_stats, *parallel.global_batch(exp.mesh, x, y, m)))
+  result = evaluate(eval_fn, state, exp.dataset.test_images, exp.dataset.test_labels, exp.mesh,
+                    exp.eval_batch_size)
+  return {"step": step, "epoch": step / exp.steps_per_epoch, **result}
+
+
