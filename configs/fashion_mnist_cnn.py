@@ -1,6 +1,6 @@
 """HFF conv net (64-128-256, batch norm, 2x2 grid read-out) on Fashion-MNIST.
 
-  hffjax train --config configs/fashion_mnist_cnn.py --workdir runs/fmnist_cnn
+hffjax train --config configs/fashion_mnist_cnn.py --workdir runs/fmnist_cnn
 """
 
 from hffjax.config import base_config

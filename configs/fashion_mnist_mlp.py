@@ -1,6 +1,6 @@
 """HFF MLP (3 x 1000 ReLU) on Fashion-MNIST.
 
-  hffjax train --config configs/fashion_mnist_mlp.py --workdir runs/fmnist_mlp
+hffjax train --config configs/fashion_mnist_mlp.py --workdir runs/fmnist_mlp
 """
 
 from hffjax.config import base_config

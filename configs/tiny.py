@@ -1,6 +1,6 @@
 """A seconds-long run on synthetic data, for tests and CI.
 
-  hffjax train --config configs/tiny.py --workdir /tmp/hffjax_tiny
+hffjax train --config configs/tiny.py --workdir /tmp/hffjax_tiny
 """
 
 from hffjax.config import base_config

@@ -21,8 +21,8 @@ class Checkpoints:
   def __init__(self, workdir: str, keep: int = 3):
     self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
     self._manager = ocp.CheckpointManager(
-        self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=max(int(keep), 1), create=True),
+      self.directory,
+      options=ocp.CheckpointManagerOptions(max_to_keep=max(int(keep), 1), create=True),
     )
 
   def latest_step(self) -> int | None:
@@ -44,8 +44,8 @@ class Checkpoints:
       return self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
     except Exception as e:
       raise HFFError(
-          f"checkpoint {step} in {self.directory} does not match this model "
-          f"({type(e).__name__}); use the config it was trained with"
+        f"checkpoint {step} in {self.directory} does not match this model "
+        f"({type(e).__name__}); use the config it was trained with"
       ) from None
 
   def wait(self) -> None:

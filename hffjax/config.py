@@ -120,7 +120,7 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, str]
       raise HFFError(f"--config.{key}: {e}") from None
     except (TypeError, ValueError) as e:
       raise HFFError(
-          f"--config.{key}={text!r} does not fit the key's type {type(current).__name__} ({e})"
+        f"--config.{key}={text!r} does not fit the key's type {type(current).__name__} ({e})"
       ) from None
 
 

@@ -27,10 +27,10 @@ from hffjax.errors import HFFError
 IDX_DATASETS = ("fashion_mnist", "mnist")
 DEFAULT_DIRS = {"fashion_mnist": "/usr/share/datasets/fashion-mnist", "mnist": "/usr/share/datasets/mnist"}
 IDX_FILES = {
-    "train_images": "train-images-idx3-ubyte.gz",
-    "train_labels": "train-labels-idx1-ubyte.gz",
-    "test_images": "t10k-images-idx3-ubyte.gz",
-    "test_labels": "t10k-labels-idx1-ubyte.gz",
+  "train_images": "train-images-idx3-ubyte.gz",
+  "train_labels": "train-labels-idx1-ubyte.gz",
+  "test_images": "t10k-images-idx3-ubyte.gz",
+  "test_labels": "t10k-labels-idx1-ubyte.gz",
 }
 DATA_DIR_ENV = "HFFJAX_DATA_DIR"
 
@@ -88,8 +88,8 @@ def read_idx(path: str) -> np.ndarray:
   expected = int(np.prod(shape, dtype=np.int64))
   if len(raw) - header != expected:
     raise HFFError(
-        f"{path} has {len(raw) - header} data bytes but its header promises {expected} "
-        "(truncated or corrupt); replace it"
+      f"{path} has {len(raw) - header} data bytes but its header promises {expected} "
+      "(truncated or corrupt); replace it"
     )
   return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
@@ -106,12 +106,12 @@ def find_idx_dir(name: str, data_dir: str | None) -> str:
   if data_dir:
     missing = [f for f in IDX_FILES.values() if not os.path.isfile(os.path.join(data_dir, f))]
     raise HFFError(
-        f"data dir {data_dir} lacks {', '.join(missing)}; put the four IDX .gz files of {name} there"
+      f"data dir {data_dir} lacks {', '.join(missing)}; put the four IDX .gz files of {name} there"
     )
   hint = "apt-get install dataset-fashion-mnist" if name == "fashion_mnist" else "download the IDX files"
   raise HFFError(
-      f"no {name} IDX files found (looked in {', '.join(candidates) or 'nowhere'}); "
-      f"{hint}, or set --config.data_dir / ${DATA_DIR_ENV}"
+    f"no {name} IDX files found (looked in {', '.join(candidates) or 'nowhere'}); "
+    f"{hint}, or set --config.data_dir / ${DATA_DIR_ENV}"
   )
 
 
@@ -122,16 +122,16 @@ def load_idx_dataset(name: str, data_dir: str | None, num_classes: int = 10) -> 
     images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
       raise HFFError(
-          f"{folder}: {split} images {images.shape} and labels {labels.shape} do not match; "
-          "replace the IDX files"
+        f"{folder}: {split} images {images.shape} and labels {labels.shape} do not match; "
+        "replace the IDX files"
       )
   return Dataset(
-      name=name,
-      train_images=arrays["train_images"][..., None],
-      train_labels=arrays["train_labels"].astype(np.int32),
-      test_images=arrays["test_images"][..., None],
-      test_labels=arrays["test_labels"].astype(np.int32),
-      num_classes=num_classes,
+    name=name,
+    train_images=arrays["train_images"][..., None],
+    train_labels=arrays["train_labels"].astype(np.int32),
+    test_images=arrays["test_images"][..., None],
+    test_labels=arrays["test_labels"].astype(np.int32),
+    num_classes=num_classes,
   )
 
 
@@ -143,48 +143,55 @@ def load_tfds_dataset(name: str, data_dir: str | None) -> Dataset:
   try:
     import tensorflow_datasets as tfds  # noqa: PLC0415  (heavy; only this path needs it)
   except ImportError:
-    raise HFFError(
-        f"dataset {name!r} needs tensorflow-datasets; pip install tensorflow-datasets"
-    ) from None
+    raise HFFError(f"dataset {name!r} needs tensorflow-datasets; pip install tensorflow-datasets") from None
   try:
     builder = tfds.builder(name, data_dir=data_dir)
   except Exception as e:  # TFDS raises several types for an unknown name.
     raise HFFError(
-        f"unknown dataset {name!r} ({type(e).__name__}); use fashion_mnist, mnist, synthetic "
-        "or a TFDS dataset prepared in --config.data_dir"
+      f"unknown dataset {name!r} ({type(e).__name__}); use fashion_mnist, mnist, synthetic "
+      "or a TFDS dataset prepared in --config.data_dir"
     ) from None
-  splits = builder.info.splits
-  test_split = "test" if "test" in splits else "validation"
-  if "train" not in splits or test_split not in splits:
-    raise HFFError(f"TFDS dataset {name!r} has splits {list(splits)}; it needs train and test")
-  label = builder.info.features["label"]
-  out = {}
-  for split in ("train", test_split):
-    try:
-      source = tfds.data_source(name, split=split, data_dir=data_dir)
-      records = [source[i] for i in range(len(source))]
-    except Exception as e:
-      raise HFFError(
-          f"cannot read TFDS {name}/{split} from {data_dir or 'the default data dir'} "
-          f"({type(e).__name__}); prepare it there first"
-      ) from None
+  try:
+    num_classes = int(builder.info.features["label"].num_classes)
+  except (KeyError, AttributeError):
+    raise HFFError(
+      f"TFDS dataset {name!r} has no class label feature; use an image classification dataset"
+    ) from None
+
+  def read(split):
+    source = tfds.data_source(name, split=split, data_dir=data_dir)
+    records = [source[i] for i in range(len(source))]
     images = np.stack([np.asarray(r["image"], np.uint8) for r in records])
-    if images.ndim == 3:
-      images = images[..., None]
-    out[split] = (images, np.asarray([r["label"] for r in records], np.int32))
-  return Dataset(
-      name=name, train_images=out["train"][0], train_labels=out["train"][1],
-      test_images=out[test_split][0], test_labels=out[test_split][1],
-      num_classes=int(label.num_classes),
-  )
+    images = images[..., None] if images.ndim == 3 else images
+    return images, np.asarray([r["label"] for r in records], np.int32)
+
+  out = {}
+  for split, names in (("train", ("train",)), ("test", ("test", "validation"))):
+    for split_name in names:
+      try:
+        out[split] = read(split_name)
+        break
+      except Exception as e:  # TFDS raises several types for a missing split or data dir.
+        error = e
+    else:
+      raise HFFError(
+        f"cannot read TFDS {name}/{split} from {data_dir or 'the default data dir'} "
+        f"({type(error).__name__}); prepare the dataset there first"
+      )
+  return Dataset(name, *out["train"], *out["test"], num_classes=num_classes)
 
 
 # ----------------------------------------------------------------------------- synthetic
 
 
 def make_synthetic(
-    *, num_train: int, num_test: int, image_shape: tuple[int, int, int], num_classes: int,
-    seed: int, noise: float = 60.0,
+  *,
+  num_train: int,
+  num_test: int,
+  image_shape: tuple[int, int, int],
+  num_classes: int,
+  seed: int,
+  noise: float = 60.0,
 ) -> Dataset:
   """Each class is a random template image; examples are template + Gaussian noise."""
   rng = np.random.default_rng(seed)
@@ -208,8 +215,11 @@ def load_dataset(config) -> Dataset:
   if name == "synthetic":
     s = config.synthetic
     ds = make_synthetic(
-        num_train=s.num_train, num_test=s.num_test, image_shape=tuple(s.image_shape),
-        num_classes=s.num_classes, seed=config.seed,
+      num_train=s.num_train,
+      num_test=s.num_test,
+      image_shape=tuple(s.image_shape),
+      num_classes=s.num_classes,
+      seed=config.seed,
     )
   elif name in IDX_DATASETS:
     ds = load_idx_dataset(name, config.data_dir or None)
@@ -225,12 +235,12 @@ def validate(ds: Dataset) -> None:
     if labels.size and (labels.min() < 0 or labels.max() >= ds.num_classes):
       bad = labels[(labels < 0) | (labels >= ds.num_classes)][0]
       raise HFFError(
-          f"{ds.name} {split} split has label {bad} outside [0, {ds.num_classes}); fix the labels file"
+        f"{ds.name} {split} split has label {bad} outside [0, {ds.num_classes}); fix the labels file"
       )
   if ds.train_images.shape[1:] != ds.test_images.shape[1:]:
     raise HFFError(
-        f"{ds.name}: train images {ds.train_images.shape[1:]} and test images "
-        f"{ds.test_images.shape[1:]} differ in shape; fix the data"
+      f"{ds.name}: train images {ds.train_images.shape[1:]} and test images "
+      f"{ds.test_images.shape[1:]} differ in shape; fix the data"
     )
   if len(ds.train_images) == 0 or len(ds.test_images) == 0:
     raise HFFError(f"{ds.name} has an empty split; fix the data")
@@ -242,22 +252,22 @@ def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
 
 
 def train_batches(
-    ds: Dataset, batch_size: int, seed: int, epoch: int, start_step: int = 0
+  ds: Dataset, batch_size: int, seed: int, epoch: int, start_step: int = 0
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   """Shuffled full batches of one epoch (the remainder is dropped), from ``start_step`` on."""
   perm = epoch_permutation(seed, epoch, len(ds.train_images))
   for i in range(start_step, len(ds.train_images) // batch_size):
-    idx = np.sort(perm[i * batch_size:(i + 1) * batch_size])
+    idx = np.sort(perm[i * batch_size : (i + 1) * batch_size])
     yield ds.train_images[idx], ds.train_labels[idx]
 
 
 def eval_batches(
-    images: np.ndarray, labels: np.ndarray, batch_size: int
+  images: np.ndarray, labels: np.ndarray, batch_size: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
   """Every example exactly once; the last batch is zero-padded and masked."""
   n = len(images)
   for start in range(0, n, batch_size):
-    x, y = images[start:start + batch_size], labels[start:start + batch_size]
+    x, y = images[start : start + batch_size], labels[start : start + batch_size]
     mask = np.ones(len(x), bool)
     if len(x) < batch_size:
       pad = batch_size - len(x)

@@ -19,9 +19,9 @@ def l2_normalize(x: jax.Array, axis: int = -1, eps: float = _EPS) -> jax.Array:
 
 
 def cosine_logits(
-    features_BxD: jax.Array,
-    prototypes_CxD: jax.Array,
-    scale: jax.Array | float,
+  features_BxD: jax.Array,
+  prototypes_CxD: jax.Array,
+  scale: jax.Array | float,
 ) -> jax.Array:
   """Cosine similarity of each feature to each prototype, times ``scale``.
 
@@ -42,10 +42,10 @@ def cosine_logits(
 
 
 def hff_block_loss(
-    logits_BxC: jax.Array,
-    labels_B: jax.Array,
-    margin: float = 0.0,
-    scale: jax.Array | float = 1.0,
+  logits_BxC: jax.Array,
+  labels_B: jax.Array,
+  margin: float = 0.0,
+  scale: jax.Array | float = 1.0,
 ) -> jax.Array:
   """Mean cross-entropy of one block's cosine logits, with an additive margin.
 
@@ -73,13 +73,9 @@ def goodness(activity_BxD: jax.Array) -> jax.Array:
   return jnp.mean(jnp.square(activity_BxD.astype(jnp.float32)), axis=-1)
 
 
-def ff_goodness_loss(
-    goodness_pos_B: jax.Array, goodness_neg_B: jax.Array, threshold: float
-) -> jax.Array:
+def ff_goodness_loss(goodness_pos_B: jax.Array, goodness_neg_B: jax.Array, threshold: float) -> jax.Array:
   """Forward-Forward loss: goodness above ``threshold`` for positives, below for negatives.
 
   ``softplus(threshold - g_pos) + softplus(g_neg - threshold)``, averaged.
   """
-  return jnp.mean(
-      jax.nn.softplus(threshold - goodness_pos_B) + jax.nn.softplus(goodness_neg_B - threshold)
-  )
+  return jnp.mean(jax.nn.softplus(threshold - goodness_pos_B) + jax.nn.softplus(goodness_neg_B - threshold))

@@ -14,8 +14,9 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--debug", action="store_true", help="show full tracebacks")
   sub = p.add_subparsers(dest="command", required=True)
   t = sub.add_parser(
-      "train", help="train (or resume) a model",
-      epilog="Override any config key with --config.KEY=VALUE, e.g. --config.num_epochs=1.",
+    "train",
+    help="train (or resume) a model",
+    epilog="Override any config key with --config.KEY=VALUE, e.g. --config.num_epochs=1.",
   )
   t.add_argument("--config", required=True, help="config file, e.g. configs/fashion_mnist_mlp.py")
   t.add_argument("--workdir", required=True, help="where checkpoints and metrics.jsonl go")
@@ -32,7 +33,7 @@ def _split_overrides(argv: list[str]) -> tuple[list[str], dict[str, str]]:
   it = iter(argv)
   for arg in it:
     if arg.startswith("--config."):
-      key, eq, value = arg[len("--config."):].partition("=")
+      key, eq, value = arg[len("--config.") :].partition("=")
       if not eq:
         value = next(it, None)
         if value is None:
@@ -60,8 +61,11 @@ def run(argv: list[str]) -> int:
       config_lib.apply_overrides(config, overrides)
       result = train.train_and_evaluate(config, args.workdir)
       print(train.format_summary(result))
-      print(json.dumps({k: result[k] for k in ("step", "epoch", "test_accuracy", "ensemble_accuracy",
-                                              "layer_accuracy")}))
+      print(
+        json.dumps(
+          {k: result[k] for k in ("step", "epoch", "test_accuracy", "ensemble_accuracy", "layer_accuracy")}
+        )
+      )
     elif args.command == "eval":
       print(json.dumps(train.evaluate_workdir(args.workdir, args.data_dir)))
     return 0
@@ -71,8 +75,7 @@ def run(argv: list[str]) -> int:
     print(f"hffjax: error: {e}", file=sys.stderr)
     return 2
   except KeyboardInterrupt:
-    print("hffjax: interrupted; re-run the same command to resume from the last checkpoint",
-          file=sys.stderr)
+    print("hffjax: interrupted; re-run the same command to resume from the last checkpoint", file=sys.stderr)
     return 130
 
 

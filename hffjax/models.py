@@ -46,14 +46,14 @@ class PrototypeHead(nnx.Module):
   """``C`` learned prototypes and a temperature: cosine logits of a read-out."""
 
   def __init__(
-      self,
-      dim: int,
-      num_classes: int,
-      *,
-      temperature: float,
-      learn_temperature: bool,
-      init: str,
-      rngs: nnx.Rngs,
+    self,
+    dim: int,
+    num_classes: int,
+    *,
+    temperature: float,
+    learn_temperature: bool,
+    init: str,
+    rngs: nnx.Rngs,
   ):
     if temperature <= 0:
       raise HFFError(f"model.temperature must be > 0, got {temperature}; try 0.1")
@@ -113,16 +113,16 @@ class ConvBlock(nnx.Module):
   """[2×2 max-pool] → 3×3 conv → norm → ReLU, with a pooled read-out."""
 
   def __init__(
-      self,
-      in_shape: tuple[int, int, int],
-      channels: int,
-      *,
-      pool: bool,
-      norm: str,
-      readout: str,
-      readout_grid: int,
-      dtype,
-      rngs: nnx.Rngs,
+    self,
+    in_shape: tuple[int, int, int],
+    channels: int,
+    *,
+    pool: bool,
+    norm: str,
+    readout: str,
+    readout_grid: int,
+    dtype,
+    rngs: nnx.Rngs,
   ):
     h, w, k = in_shape
     if pool:
@@ -131,8 +131,14 @@ class ConvBlock(nnx.Module):
       raise HFFError(f"input {in_shape} is too small for another 2x2 pool; drop a pool in model.pool")
     self.pool = pool
     self.conv = nnx.Conv(
-        k, channels, (3, 3), padding="SAME", dtype=dtype, param_dtype=jnp.float32,
-        use_bias=norm == "none", rngs=rngs,
+      k,
+      channels,
+      (3, 3),
+      padding="SAME",
+      dtype=dtype,
+      param_dtype=jnp.float32,
+      use_bias=norm == "none",
+      rngs=rngs,
     )
     if norm == "batch":
       self.norm = nnx.BatchNorm(channels, momentum=0.9, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
@@ -148,9 +154,9 @@ class ConvBlock(nnx.Module):
     self.readout_grid = readout_grid
     self.out_shape = (h, w, channels)
     self.readout_dim = {
-        "gap": channels,
-        "grid": channels * readout_grid * readout_grid,
-        "flatten": h * w * channels,
+      "gap": channels,
+      "grid": channels * readout_grid * readout_grid,
+      "flatten": h * w * channels,
     }[readout]
 
   def __call__(self, x_BxHxWxK: jax.Array, *, train: bool) -> tuple[jax.Array, jax.Array]:
@@ -181,32 +187,36 @@ class HFFNet(nnx.Module):
   """
 
   def __init__(
-      self,
-      blocks: Sequence[nnx.Module],
-      num_classes: int,
-      *,
-      input_shape: tuple[int, int, int],
-      temperature: float = 0.1,
-      learn_temperature: bool = False,
-      prototype_init: str = "orthogonal",
-      interblock_norm: str = "l2",
-      stop_gradient: bool = True,
-      pixel_mean: float = 0.0,
-      pixel_std: float = 1.0,
-      rngs: nnx.Rngs,
+    self,
+    blocks: Sequence[nnx.Module],
+    num_classes: int,
+    *,
+    input_shape: tuple[int, int, int],
+    temperature: float = 0.1,
+    learn_temperature: bool = False,
+    prototype_init: str = "orthogonal",
+    interblock_norm: str = "l2",
+    stop_gradient: bool = True,
+    pixel_mean: float = 0.0,
+    pixel_std: float = 1.0,
+    rngs: nnx.Rngs,
   ):
     if interblock_norm not in INTERBLOCK_NORMS:
-      raise HFFError(
-          f"unknown model.interblock_norm {interblock_norm!r}; use one of {INTERBLOCK_NORMS}"
-      )
+      raise HFFError(f"unknown model.interblock_norm {interblock_norm!r}; use one of {INTERBLOCK_NORMS}")
     self.blocks = nnx.List(list(blocks))
-    self.heads = nnx.List([
+    self.heads = nnx.List(
+      [
         PrototypeHead(
-            b.readout_dim, num_classes, temperature=temperature,
-            learn_temperature=learn_temperature, init=prototype_init, rngs=rngs,
+          b.readout_dim,
+          num_classes,
+          temperature=temperature,
+          learn_temperature=learn_temperature,
+          init=prototype_init,
+          rngs=rngs,
         )
         for b in blocks
-    ])
+      ]
+    )
     self.input_shape = tuple(input_shape)
     self.num_classes = num_classes
     self.interblock_norm = interblock_norm
@@ -227,8 +237,8 @@ class HFFNet(nnx.Module):
     """
     if tuple(x.shape[1:]) != self.input_shape:
       raise HFFError(
-          f"images have shape {tuple(x.shape[1:])} but the model was built for "
-          f"{self.input_shape}; rebuild the model for this dataset"
+        f"images have shape {tuple(x.shape[1:])} but the model was built for "
+        f"{self.input_shape}; rebuild the model for this dataset"
       )
     h = (x.astype(jnp.float32) / 255.0 - self.pixel_mean) / self.pixel_std
     outs = []
@@ -243,18 +253,18 @@ class HFFNet(nnx.Module):
 
   def __call__(self, x: jax.Array, *, train: bool = False) -> list[jax.Array]:
     """Every block's cosine logits, ``[B, C]`` each, in one forward pass."""
-    return [head(r) for head, r in zip(self.heads, self.readouts(x, train=train))]
+    return [head(r) for head, r in zip(self.heads, self.readouts(x, train=train), strict=True)]
 
 
 def build_model(
-    model_config,
-    *,
-    input_shape: tuple[int, int, int],
-    num_classes: int,
-    seed: int,
-    pixel_mean: float = 0.0,
-    pixel_std: float = 1.0,
-    stop_gradient: bool = True,
+  model_config,
+  *,
+  input_shape: tuple[int, int, int],
+  num_classes: int,
+  seed: int,
+  pixel_mean: float = 0.0,
+  pixel_std: float = 1.0,
+  stop_gradient: bool = True,
 ) -> HFFNet:
   """Builds the network a config's ``model`` section describes.
 
@@ -277,22 +287,35 @@ def build_model(
     pools = tuple(cfg.pool) if cfg.pool else (False,) * len(cfg.channels)
     if len(pools) != len(cfg.channels):
       raise HFFError(
-          f"model.pool has {len(pools)} entries but model.channels has {len(cfg.channels)}; "
-          "give one True/False per stage"
+        f"model.pool has {len(pools)} entries but model.channels has {len(cfg.channels)}; "
+        "give one True/False per stage"
       )
     blocks, shape = [], tuple(input_shape)
-    for channels, pool in zip(cfg.channels, pools):
+    for channels, pool in zip(cfg.channels, pools, strict=True):
       block = ConvBlock(
-          shape, int(channels), pool=bool(pool), norm=cfg.norm, readout=cfg.readout,
-          readout_grid=int(cfg.readout_grid), dtype=dtype, rngs=rngs,
+        shape,
+        int(channels),
+        pool=bool(pool),
+        norm=cfg.norm,
+        readout=cfg.readout,
+        readout_grid=int(cfg.readout_grid),
+        dtype=dtype,
+        rngs=rngs,
       )
       blocks.append(block)
       shape = block.out_shape
   else:
     raise HFFError(f"unknown model.kind {cfg.kind!r}; use 'mlp' or 'cnn'")
   return HFFNet(
-      blocks, num_classes, input_shape=tuple(input_shape), temperature=cfg.temperature,
-      learn_temperature=cfg.learn_temperature, prototype_init=cfg.prototype_init,
-      interblock_norm=cfg.interblock_norm, stop_gradient=stop_gradient,
-      pixel_mean=pixel_mean, pixel_std=pixel_std, rngs=rngs,
+    blocks,
+    num_classes,
+    input_shape=tuple(input_shape),
+    temperature=cfg.temperature,
+    learn_temperature=cfg.learn_temperature,
+    prototype_init=cfg.prototype_init,
+    interblock_norm=cfg.interblock_norm,
+    stop_gradient=stop_gradient,
+    pixel_mean=pixel_mean,
+    pixel_std=pixel_std,
+    rngs=rngs,
   )

@@ -25,9 +25,10 @@ def maybe_initialize_distributed() -> None:
     jax.distributed.initialize()
 
 
-def make_mesh() -> Mesh:
-  """A 1-D mesh over every device (all hosts), named ``data``."""
-  return jax.make_mesh((jax.device_count(),), (DATA_AXIS,))
+def make_mesh(devices=None) -> Mesh:
+  """A 1-D mesh named ``data`` over ``devices`` (default: every device of every host)."""
+  devices = jax.devices() if devices is None else list(devices)
+  return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
@@ -41,9 +42,7 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def check_batch_size(batch_size: int, mesh: Mesh) -> None:
   n = mesh.devices.size
   if batch_size % n:
-    raise HFFError(
-        f"batch_size {batch_size} is not divisible by the {n} devices; use a multiple of {n}"
-    )
+    raise HFFError(f"batch_size {batch_size} is not divisible by the {n} devices; use a multiple of {n}")
 
 
 def global_batch(mesh: Mesh, *arrays: np.ndarray) -> tuple[jax.Array, ...]:
@@ -57,6 +56,6 @@ def global_batch(mesh: Mesh, *arrays: np.ndarray) -> tuple[jax.Array, ...]:
   out = []
   for a in arrays:
     per = a.shape[0] // nproc
-    local = a[pid * per:(pid + 1) * per]
+    local = a[pid * per : (pid + 1) * per]
     out.append(jax.make_array_from_process_local_data(sharding, local, a.shape))
   return tuple(out)

@@ -50,7 +50,7 @@ class TrainState:
 def split_model(model: HFFNet) -> tuple[nnx.GraphDef, dict, dict]:
   """``(graphdef, params, batch_stats)`` with the two states as plain nested dicts."""
   graphdef, params, batch_stats = nnx.split(model, nnx.Param, ...)
-  return graphdef, params.to_pure_dict(), batch_stats.to_pure_dict()
+  return graphdef, nnx.to_pure_dict(params), nnx.to_pure_dict(batch_stats)
 
 
 def merge_model(graphdef: nnx.GraphDef, params: dict, batch_stats: dict) -> HFFNet:
@@ -63,7 +63,7 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax
   if config.lr_schedule == "cosine":
     warmup = min(config.warmup_steps, max(total_steps - 1, 0))
     lr = optax.warmup_cosine_decay_schedule(
-        0.0 if warmup else lr, lr, warmup_steps=warmup, decay_steps=max(total_steps, warmup + 1)
+      0.0 if warmup else lr, lr, warmup_steps=warmup, decay_steps=max(total_steps, warmup + 1)
     )
   elif config.warmup_steps:
     lr = optax.linear_schedule(0.0, lr, config.warmup_steps)
@@ -71,7 +71,7 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax
     # Decay kernels only: prototypes are normalised anyway, biases and norms should not shrink.
     def decay_mask(params):
       return jax.tree_util.tree_map_with_path(
-          lambda path, _: getattr(path[-1], "key", None) == "kernel", params
+        lambda path, _: getattr(path[-1], "key", None) == "kernel", params
       )
 
     return optax.adamw(lr, weight_decay=config.weight_decay, mask=decay_mask)
@@ -82,8 +82,8 @@ def loss_weights(config: ml_collections.ConfigDict, num_blocks: int) -> tuple[fl
   weights = tuple(float(w) for w in config.loss_weights) or (1.0,) * num_blocks
   if len(weights) != num_blocks:
     raise HFFError(
-        f"loss_weights has {len(weights)} entries but the model has {num_blocks} blocks; "
-        "give one weight per block or leave it empty"
+      f"loss_weights has {len(weights)} entries but the model has {num_blocks} blocks; "
+      "give one weight per block or leave it empty"
     )
   return weights
 
@@ -97,7 +97,7 @@ def ensemble_blocks(config: ml_collections.ConfigDict, num_blocks: int) -> tuple
 
 
 def combine_logits(
-    block_logits: Sequence[jax.Array], mode: str = "last", blocks: Sequence[int] | None = None
+  block_logits: Sequence[jax.Array], mode: str = "last", blocks: Sequence[int] | None = None
 ) -> jax.Array:
   """Class scores from every block's logits under a prediction rule, ``[B, C]``.
 
@@ -118,9 +118,7 @@ def _predict(graphdef, state, images, mode, blocks):
   return jnp.argmax(combine_logits(model(images, train=False), mode, blocks), axis=-1)
 
 
-def predict(
-    model: HFFNet, images, mode: str = "last", blocks: Sequence[int] | None = None
-) -> jax.Array:
+def predict(model: HFFNet, images, mode: str = "last", blocks: Sequence[int] | None = None) -> jax.Array:
   """Predicted classes for raw images (pixel values 0–255) in one forward pass.
 
   Args:
@@ -139,13 +137,13 @@ def predict(
 
 
 def make_train_step(
-    graphdef: nnx.GraphDef,
-    optimizer: optax.GradientTransformation,
-    *,
-    weights: Sequence[float],
-    margin: float = 0.0,
-    augment_flip: bool = False,
-    seed: int = 0,
+  graphdef: nnx.GraphDef,
+  optimizer: optax.GradientTransformation,
+  *,
+  weights: Sequence[float],
+  margin: float = 0.0,
+  augment_flip: bool = False,
+  seed: int = 0,
 ):
   """The pure fused step ``(state, images_B…, labels_B) -> (state, metrics)``.
 
@@ -163,27 +161,27 @@ def make_train_step(
     def loss_fn(params):
       model = merge_model(graphdef, params, state.batch_stats)
       block_logits = model(images, train=True)
-      block_loss = jnp.stack([
+      block_loss = jnp.stack(
+        [
           losses.hff_block_loss(logits, labels, margin, head.scale)
-          for logits, head in zip(block_logits, model.heads)
-      ])
+          for logits, head in zip(block_logits, model.heads, strict=True)
+        ]
+      )
       total = jnp.dot(jnp.asarray(weights, jnp.float32), block_loss)
-      new_stats = nnx.state(model, nnx.BatchStat).to_pure_dict()
+      new_stats = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
       return total, (block_loss, block_logits, new_stats)
 
-    (total, (block_loss, block_logits, new_stats)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True
-    )(state.params)
+    (total, (block_loss, block_logits, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.params
+    )
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     new_state = state.replace(
-        step=state.step + 1,
-        params=optax.apply_updates(state.params, updates),
-        batch_stats=new_stats,
-        opt_state=opt_state,
+      step=state.step + 1,
+      params=optax.apply_updates(state.params, updates),
+      batch_stats=new_stats,
+      opt_state=opt_state,
     )
-    block_correct = jnp.stack([
-        jnp.sum(jnp.argmax(logits, -1) == labels) for logits in block_logits
-    ])
+    block_correct = jnp.stack([jnp.sum(jnp.argmax(logits, -1) == labels) for logits in block_logits])
     return new_state, {"loss": total, "block_loss": block_loss, "block_correct": block_correct}
 
   return train_step
@@ -200,8 +198,8 @@ def make_eval_step(graphdef: nnx.GraphDef, blocks: Sequence[int]):
   def eval_step(params, batch_stats, images, labels, mask):
     block_logits = merge_model(graphdef, params, batch_stats)(images, train=False)
     scores = list(block_logits) + [
-        combine_logits(block_logits, "last"),
-        combine_logits(block_logits, "ensemble", blocks),
+      combine_logits(block_logits, "last"),
+      combine_logits(block_logits, "ensemble", blocks),
     ]
     return jnp.stack([jnp.sum((jnp.argmax(s, -1) == labels) & mask) for s in scores]).astype(jnp.int32)
 
@@ -209,7 +207,7 @@ def make_eval_step(graphdef: nnx.GraphDef, blocks: Sequence[int]):
 
 
 def evaluate(
-    eval_fn, state: TrainState, images: np.ndarray, labels: np.ndarray, mesh, batch_size: int
+  eval_fn, state: TrainState, images: np.ndarray, labels: np.ndarray, mesh, batch_size: int
 ) -> dict:
   """Exact accuracy over every example (the last batch is padded and masked)."""
   counts, start = None, time.perf_counter()
@@ -220,12 +218,12 @@ def evaluate(
   seconds = time.perf_counter() - start
   n = len(images)
   return {
-      "test_accuracy": counts[-2] / n,
-      "ensemble_accuracy": counts[-1] / n,
-      "layer_accuracy": [c / n for c in counts[:-2]],
-      "num_examples": n,
-      "eval_seconds": seconds,
-      "examples_per_second": n / seconds,
+    "test_accuracy": counts[-2] / n,
+    "ensemble_accuracy": counts[-1] / n,
+    "layer_accuracy": [c / n for c in counts[:-2]],
+    "num_examples": n,
+    "eval_seconds": seconds,
+    "examples_per_second": n / seconds,
   }
 
 
@@ -256,17 +254,20 @@ class Experiment:
   def eval_fn(self):
     blocks = ensemble_blocks(self.config, self.num_blocks)
     return jax.jit(
-        make_eval_step(self.graphdef, blocks),
-        in_shardings=(parallel.replicated(self.mesh), parallel.replicated(self.mesh))
-        + (parallel.batch_sharding(self.mesh),) * 3,
-        out_shardings=parallel.replicated(self.mesh),
+      make_eval_step(self.graphdef, blocks),
+      in_shardings=(parallel.replicated(self.mesh), parallel.replicated(self.mesh))
+      + (parallel.batch_sharding(self.mesh),) * 3,
+      out_shardings=parallel.replicated(self.mesh),
     )
 
   def train_fn(self):
     step = make_train_step(
-        self.graphdef, self.optimizer,
-        weights=loss_weights(self.config, self.num_blocks), margin=self.config.margin,
-        augment_flip=self.config.augment_flip, seed=self.config.seed,
+      self.graphdef,
+      self.optimizer,
+      weights=loss_weights(self.config, self.num_blocks),
+      margin=self.config.margin,
+      augment_flip=self.config.augment_flip,
+      seed=self.config.seed,
     )
     rep, batch = parallel.replicated(self.mesh), parallel.batch_sharding(self.mesh)
     return jax.jit(step, in_shardings=(rep, batch, batch), out_shardings=(rep, rep), donate_argnums=0)
@@ -278,23 +279,35 @@ class Experiment:
     return merge_model(self.graphdef, *jax.device_get((state.params, state.batch_stats)))
 
 
-def setup(config: ml_collections.ConfigDict, dataset: data_lib.Dataset | None = None) -> Experiment:
-  """Validates the config, loads the data, builds the model, optimizer and mesh."""
+def setup(
+  config: ml_collections.ConfigDict,
+  dataset: data_lib.Dataset | None = None,
+  mesh: jax.sharding.Mesh | None = None,
+) -> Experiment:
+  """Validates the config, loads the data, builds the model, optimizer and mesh.
+
+  Args:
+    config: a full config (see :func:`hffjax.config.base_config`).
+    dataset: use this instead of loading ``config.dataset``.
+    mesh: a mesh with a ``data`` axis; default: every device.
+  """
   config_lib.validate_config(config)
   ds = dataset if dataset is not None else data_lib.load_dataset(config)
   n_train = len(ds.train_images)
   if config.batch_size > n_train:
-    raise HFFError(
-        f"batch_size {config.batch_size} is larger than the {n_train} training examples; lower it"
-    )
-  mesh = parallel.make_mesh()
+    raise HFFError(f"batch_size {config.batch_size} is larger than the {n_train} training examples; lower it")
+  mesh = mesh if mesh is not None else parallel.make_mesh()
   parallel.check_batch_size(config.batch_size, mesh)
   n_dev = mesh.devices.size
   eval_bs = min(config.eval_batch_size, len(ds.test_images))
   eval_bs = -(-eval_bs // n_dev) * n_dev
   model = build_model(
-      config.model, input_shape=ds.image_shape, num_classes=ds.num_classes, seed=config.seed,
-      pixel_mean=ds.mean, pixel_std=ds.std,
+    config.model,
+    input_shape=ds.image_shape,
+    num_classes=ds.num_classes,
+    seed=config.seed,
+    pixel_mean=ds.mean,
+    pixel_std=ds.std,
   )
   ensemble_blocks(config, model.num_blocks)
   loss_weights(config, model.num_blocks)
@@ -302,8 +315,10 @@ def setup(config: ml_collections.ConfigDict, dataset: data_lib.Dataset | None = 
   steps_per_epoch = n_train // config.batch_size
   optimizer = make_optimizer(config, config.num_epochs * steps_per_epoch)
   state = TrainState(
-      step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-      opt_state=optimizer.init(params),
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    batch_stats=batch_stats,
+    opt_state=optimizer.init(params),
   )
   state = jax.device_put(state, parallel.replicated(mesh))
   return Experiment(config, ds, mesh, graphdef, state, optimizer, steps_per_epoch, eval_bs)
@@ -333,10 +348,14 @@ def _check_finite(metrics: dict, step: int, last_saved: int | None, ckpt_dir: st
   block_loss = np.asarray(metrics["block_loss"])
   bad = np.flatnonzero(~np.isfinite(block_loss))
   if bad.size:
-    kept = f"checkpoint {last_saved} in {ckpt_dir} is kept" if last_saved is not None else "no checkpoint was saved"
+    kept = (
+      f"checkpoint {last_saved} in {ckpt_dir} is kept"
+      if last_saved is not None
+      else "no checkpoint was saved"
+    )
     raise HFFError(
-        f"loss of block {int(bad[0])} became {block_loss[bad[0]]} at step {step}; {kept}; "
-        "lower learning_rate or raise model.temperature"
+      f"loss of block {int(bad[0])} became {block_loss[bad[0]]} at step {step}; {kept}; "
+      "lower learning_rate or raise model.temperature"
     )
 
 
@@ -351,8 +370,11 @@ def format_summary(result: dict) -> str:
 
 
 def train_and_evaluate(
-    config: ml_collections.ConfigDict, workdir: str, *, dataset: data_lib.Dataset | None = None,
-    progress: bool | None = None,
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  *,
+  dataset: data_lib.Dataset | None = None,
+  progress: bool | None = None,
 ) -> dict:
   """Trains (resuming from ``workdir`` if it holds checkpoints) and evaluates each epoch.
 
@@ -378,63 +400,58 @@ def train_and_evaluate(
   train_step, eval_fn = exp.train_fn(), exp.eval_fn()
   ds, spe, total = exp.dataset, exp.steps_per_epoch, exp.total_steps
   result = None
-  bar = tqdm(total=total, initial=min(start, total), unit="step", dynamic_ncols=True,
-             disable=(not progress) if progress is not None else None, desc="train")
+  bar = tqdm(
+    total=total,
+    initial=min(start, total),
+    unit="step",
+    dynamic_ncols=True,
+    disable=(not progress) if progress is not None else None,
+    desc="train",
+  )
+
+  def consume(meter, metrics, at_step, last_saved):
+    meter.add(jax.device_get(metrics), at_step, last_saved, ckpts.directory)
+    if at_step % config.log_every_steps == 0 or at_step == total:
+      bar.set_postfix(epoch=(at_step - 1) // spe + 1, **meter.postfix())
+
   try:
     step = start
     while step < total:
       epoch, offset = divmod(step, spe)
-      epoch_start, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, None
-      block_loss_sum = np.zeros(exp.num_blocks)
-      pending = None  # metrics of the previous step, fetched one step late
-
-      def consume(metrics, at_step):
-        nonlocal seen, loss_sum, correct, block_loss_sum
-        metrics = jax.device_get(metrics)
-        _check_finite(metrics, at_step, last_saved, ckpts.directory)
-        seen += config.batch_size
-        loss_sum += float(metrics["loss"])
-        block_loss_sum += metrics["block_loss"]
-        correct = metrics["block_correct"] if correct is None else correct + metrics["block_correct"]
-        if at_step % config.log_every_steps == 0 or at_step == total:
-          bar.set_postfix(loss=f"{loss_sum / (seen / config.batch_size):.4f}",
-                          acc=f"{correct[-1] / seen:.4f}", epoch=epoch + 1)
-
+      meter = _EpochMeter(exp.num_blocks, config.batch_size)
+      pending = None  # the previous step's metrics: fetched one step late, so dispatch never waits
       for images, labels in data_lib.train_batches(ds, config.batch_size, config.seed, epoch, offset):
         state, metrics = train_step(state, *parallel.global_batch(exp.mesh, images, labels))
         step += 1
         if pending is not None:
-          consume(*pending)
+          consume(meter, *pending, last_saved)
         pending = (metrics, step)
         bar.update(1)
         if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0 and step % spe:
-          consume(*pending)
+          consume(meter, *pending, last_saved)
           pending = None
           last_saved = _save(ckpts, state, step, last_saved)
       if pending is not None:
-        consume(*pending)
-      train_seconds = time.perf_counter() - epoch_start
+        consume(meter, *pending, last_saved)
+      train_seconds = meter.seconds()
       result = evaluate(eval_fn, state, ds.test_images, ds.test_labels, exp.mesh, exp.eval_batch_size)
-      steps_run = seen // config.batch_size
       record = {
-          "step": step,
-          "epoch": epoch + 1,
-          "train_loss": loss_sum / max(steps_run, 1),
-          "block_train_loss": (block_loss_sum / max(steps_run, 1)).tolist(),
-          "train_accuracy": float(correct[-1]) / max(seen, 1) if correct is not None else None,
-          **{k: v for k, v in result.items() if k not in ("examples_per_second", "eval_seconds")},
-          "epoch_seconds": train_seconds,
-          "train_examples_per_second": seen / train_seconds if train_seconds else None,
-          "eval_examples_per_second": result["examples_per_second"],
-          "time": time.time(),
+        "step": step,
+        "epoch": epoch + 1,
+        **meter.summary(),
+        **{k: v for k, v in result.items() if k not in ("examples_per_second", "eval_seconds")},
+        "epoch_seconds": train_seconds,
+        "train_examples_per_second": meter.seen / train_seconds,
+        "eval_examples_per_second": result["examples_per_second"],
+        "time": time.time(),
       }
       _append_jsonl(metrics_path, record)
       last_saved = _save(ckpts, state, step, last_saved)
       accs = "/".join(f"{100 * a:.1f}" for a in result["layer_accuracy"])
       bar.write(
-          f"epoch {epoch + 1}/{config.num_epochs}  loss {record['train_loss']:.4f}  "
-          f"test {100 * result['test_accuracy']:.2f}% (ensemble {100 * result['ensemble_accuracy']:.2f}%, "
-          f"blocks {accs})  {train_seconds:.1f} s"
+        f"epoch {epoch + 1}/{config.num_epochs}  loss {record['train_loss']:.4f}  "
+        f"test {100 * result['test_accuracy']:.2f}% (ensemble {100 * result['ensemble_accuracy']:.2f}%, "
+        f"blocks {accs})  {train_seconds:.1f} s"
       )
       result = record
   finally:
@@ -446,11 +463,47 @@ def train_and_evaluate(
   return result
 
 
+class _EpochMeter:
+  """Running sums of one epoch's training metrics, on the host."""
+
+  def __init__(self, num_blocks: int, batch_size: int):
+    self.batch_size = batch_size
+    self.steps = 0
+    self.loss = 0.0
+    self.block_loss = np.zeros(num_blocks)
+    self.block_correct = np.zeros(num_blocks, np.int64)
+    self.start = time.perf_counter()
+
+  @property
+  def seen(self) -> int:
+    return self.steps * self.batch_size
+
+  def add(self, metrics: dict, step: int, last_saved: int | None, ckpt_dir: str) -> None:
+    _check_finite(metrics, step, last_saved, ckpt_dir)
+    self.steps += 1
+    self.loss += float(metrics["loss"])
+    self.block_loss += metrics["block_loss"]
+    self.block_correct += metrics["block_correct"]
+
+  def seconds(self) -> float:
+    return time.perf_counter() - self.start
+
+  def postfix(self) -> dict:
+    return {"loss": f"{self.loss / self.steps:.4f}", "acc": f"{self.block_correct[-1] / self.seen:.4f}"}
+
+  def summary(self) -> dict:
+    steps = max(self.steps, 1)
+    return {
+      "train_loss": self.loss / steps,
+      "block_train_loss": (self.block_loss / steps).tolist(),
+      "train_accuracy": float(self.block_correct[-1]) / max(self.seen, 1),
+    }
+
+
 def _save(ckpts: ckpt_lib.Checkpoints, state: TrainState, step: int, last_saved: int | None) -> int | None:
   if not bool(_all_finite(state.params)):
     raise HFFError(
-        f"parameters became non-finite by step {step}; checkpoint {last_saved} is kept; "
-        "lower learning_rate"
+      f"parameters became non-finite by step {step}; checkpoint {last_saved} is kept; lower learning_rate"
     )
   if last_saved == step:
     return last_saved
@@ -487,8 +540,7 @@ def evaluate_workdir(workdir: str, data_dir: str | None = None) -> dict:
   # Compile outside the timed loop so examples_per_second measures inference only.
   x, y, m = next(data_lib.eval_batches(exp.dataset.test_images, exp.dataset.test_labels, exp.eval_batch_size))
   jax.block_until_ready(eval_fn(state.params, state.batch_stats, *parallel.global_batch(exp.mesh, x, y, m)))
-  result = evaluate(eval_fn, state, exp.dataset.test_images, exp.dataset.test_labels, exp.mesh,
-                    exp.eval_batch_size)
+  result = evaluate(
+    eval_fn, state, exp.dataset.test_images, exp.dataset.test_labels, exp.mesh, exp.eval_batch_size
+  )
   return {"step": step, "epoch": step / exp.steps_per_epoch, **result}
-
-

@@ -1,0 +1,130 @@
+import gzip
+import os
+import struct
+
+import numpy as np
+import pytest
+
+from hffjax import data
+from hffjax.config import base_config
+from hffjax.errors import HFFError
+
+
+def write_idx(path, array: np.ndarray) -> None:
+  header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+  with gzip.open(path, "wb") as f:
+    f.write(header + array.astype(np.uint8).tobytes())
+
+
+def write_idx_folder(folder, n_train=30, n_test=12, max_label=9, seed=0):
+  rng = np.random.default_rng(seed)
+  arrays = {
+    "train_images": rng.integers(0, 256, (n_train, 28, 28)),
+    "train_labels": rng.integers(0, max_label + 1, n_train),
+    "test_images": rng.integers(0, 256, (n_test, 28, 28)),
+    "test_labels": rng.integers(0, max_label + 1, n_test),
+  }
+  for key, name in data.IDX_FILES.items():
+    write_idx(os.path.join(folder, name), arrays[key])
+  return arrays
+
+
+def _config(name, data_dir):
+  c = base_config()
+  c.dataset = name
+  c.data_dir = str(data_dir)
+  return c
+
+
+def test_idx_folder_round_trip(tmp_path):
+  arrays = write_idx_folder(tmp_path)
+  ds = data.load_dataset(_config("fashion_mnist", tmp_path))
+  assert ds.train_images.shape == (30, 28, 28, 1) and ds.train_images.dtype == np.uint8
+  np.testing.assert_array_equal(ds.train_images[..., 0], arrays["train_images"])
+  np.testing.assert_array_equal(ds.test_labels, arrays["test_labels"])
+  assert ds.num_classes == 10 and ds.image_shape == (28, 28, 1)
+
+
+def test_idx_found_through_environment(tmp_path, monkeypatch):
+  write_idx_folder(tmp_path)
+  monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path))
+  assert data.load_dataset(_config("mnist", "")).train_images.shape[0] == 30
+
+
+def test_missing_file_is_named(tmp_path):
+  write_idx_folder(tmp_path)
+  os.remove(tmp_path / "t10k-labels-idx1-ubyte.gz")
+  with pytest.raises(HFFError, match="t10k-labels-idx1-ubyte.gz"):
+    data.load_dataset(_config("fashion_mnist", tmp_path))
+
+
+def test_truncated_file_is_refused(tmp_path):
+  write_idx_folder(tmp_path)
+  path = tmp_path / "train-images-idx3-ubyte.gz"
+  raw = gzip.decompress(path.read_bytes())
+  path.write_bytes(gzip.compress(raw[:-100]))
+  with pytest.raises(HFFError, match="truncated or corrupt"):
+    data.load_dataset(_config("fashion_mnist", tmp_path))
+
+
+def test_corrupt_gzip_is_refused(tmp_path):
+  write_idx_folder(tmp_path)
+  path = tmp_path / "train-images-idx3-ubyte.gz"
+  path.write_bytes(path.read_bytes()[:500])
+  with pytest.raises(HFFError, match="corrupt"):
+    data.load_dataset(_config("fashion_mnist", tmp_path))
+
+
+def test_label_out_of_range_is_refused(tmp_path):
+  write_idx_folder(tmp_path, max_label=12, seed=3)
+  with pytest.raises(HFFError, match=r"outside \[0, 10\)"):
+    data.load_dataset(_config("fashion_mnist", tmp_path))
+
+
+def test_tfds_data_source_under_mock_data():
+  tfds = pytest.importorskip("tensorflow_datasets")
+  with tfds.testing.mock_data(num_examples=20):
+    ds = data.load_dataset(_config("cifar10", ""))
+  assert ds.train_images.shape == (20, 32, 32, 3)
+  assert ds.test_images.shape == (20, 32, 32, 3)
+  assert ds.num_classes == 10
+  assert ds.train_labels.dtype == np.int32
+
+
+def test_unknown_dataset_is_refused():
+  with pytest.raises(HFFError, match="unknown dataset"):
+    data.load_dataset(_config("no_such_dataset_xyz", ""))
+
+
+def test_synthetic_is_deterministic():
+  c = _config("synthetic", "")
+  a, b = data.load_dataset(c), data.load_dataset(c)
+  np.testing.assert_array_equal(a.train_images, b.train_images)
+  assert a.image_shape == tuple(c.synthetic.image_shape)
+
+
+def test_epoch_order_is_a_pure_function_of_seed_and_epoch():
+  p = data.epoch_permutation(3, 5, 100)
+  np.testing.assert_array_equal(p, data.epoch_permutation(3, 5, 100))
+  assert not np.array_equal(p, data.epoch_permutation(3, 6, 100))
+  assert not np.array_equal(p, data.epoch_permutation(4, 5, 100))
+  np.testing.assert_array_equal(np.sort(p), np.arange(100))
+
+
+def test_train_batches_resume_mid_epoch():
+  ds = data.make_synthetic(num_train=50, num_test=5, image_shape=(2, 2, 1), num_classes=3, seed=0)
+  full = list(data.train_batches(ds, 8, seed=1, epoch=2))
+  assert len(full) == 6  # 50 // 8; the remainder is dropped
+  resumed = list(data.train_batches(ds, 8, seed=1, epoch=2, start_step=4))
+  for (xa, ya), (xb, yb) in zip(full[4:], resumed, strict=True):
+    np.testing.assert_array_equal(xa, xb)
+    np.testing.assert_array_equal(ya, yb)
+
+
+def test_eval_batches_cover_every_example_once():
+  images = np.arange(23)[:, None, None, None].astype(np.uint8)
+  labels = np.arange(23, dtype=np.int32)
+  batches = list(data.eval_batches(images, labels, 10))
+  assert [len(x) for x, _, _ in batches] == [10, 10, 10]
+  seen = np.concatenate([y[m] for _, y, m in batches])
+  np.testing.assert_array_equal(seen, labels)

@@ -1,0 +1,121 @@
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+from flax import nnx
+
+from hffjax import losses
+from hffjax.config import base_config
+from hffjax.errors import HFFError
+from hffjax.models import build_model
+from hffjax.train import merge_model, split_model
+
+
+def _model_config(kind: str) -> ml_collections.ConfigDict:
+  c = base_config().model
+  c.kind = kind
+  c.widths = (16, 12, 8)
+  c.channels = (4, 6, 8)
+  c.pool = (False, True, True)
+  c.readout = "grid"
+  return c
+
+
+def _batch(shape=(8, 8, 1), n=6, num_classes=5):
+  x = jax.random.uniform(jax.random.key(1), (n, *shape), maxval=255.0)
+  y = jnp.arange(n) % num_classes
+  return x, y
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_gradient_locality(kind):
+  """Block k's parameters and prototypes get exactly zero gradient from every other block's loss."""
+  model = build_model(_model_config(kind), input_shape=(8, 8, 1), num_classes=5, seed=0)
+  graphdef, params, stats = split_model(model)
+  x, y = _batch()
+
+  def block_loss(params, k):
+    m = merge_model(graphdef, params, stats)
+    logits = m(x, train=True)[k]
+    return losses.hff_block_loss(logits, y, 0.1, m.heads[k].scale)
+
+  num_blocks = len(params["blocks"])
+  for k in range(num_blocks):
+    grads = jax.grad(block_loss)(params, k)
+    for j in range(num_blocks):
+      own = jax.tree.leaves((grads["blocks"][j], grads["heads"][j]))
+      if j == k:
+        assert any(float(jnp.abs(g).max()) > 0 for g in own), f"block {k} got no gradient from its own loss"
+      else:
+        for g in own:
+          assert np.array_equal(np.asarray(g), np.zeros_like(g)), f"block {j} got gradient from loss {k}"
+
+
+def test_learnable_temperature_is_per_block_and_local():
+  cfg = _model_config("mlp")
+  cfg.learn_temperature = True
+  model = build_model(cfg, input_shape=(8, 8, 1), num_classes=5, seed=0)
+  graphdef, params, stats = split_model(model)
+  assert all("log_scale" in params["heads"][k] for k in range(3))
+  x, y = _batch()
+
+  def loss0(params):
+    m = merge_model(graphdef, params, stats)
+    return losses.hff_block_loss(m(x)[0], y)
+
+  grads = jax.grad(loss0)(params)
+  assert float(grads["heads"][0]["log_scale"]) != 0.0
+  assert float(grads["heads"][1]["log_scale"]) == 0.0
+
+
+def _matmul_conv_count(kind: str, num_classes: int) -> int:
+  model = build_model(_model_config(kind), input_shape=(8, 8, 1), num_classes=num_classes, seed=0)
+  graphdef, state = nnx.split(model)
+
+  def infer(state, x):
+    return nnx.merge(graphdef, state)(x, train=False)
+
+  text = jax.jit(infer).lower(state, jnp.zeros((4, 8, 8, 1))).as_text()
+  return text.count("stablehlo.dot_general") + text.count("stablehlo.convolution")
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_inference_is_one_pass(kind):
+  """The inference program's conv/matmul count is the same for 10 and 1000 classes."""
+  counts = {c: _matmul_conv_count(kind, c) for c in (10, 1000)}
+  # 3 block layers + 3 prototype products, whatever the number of classes.
+  assert counts[10] == counts[1000] == 6
+
+
+def test_prototype_init_orthogonal_gives_orthonormal_rows():
+  cfg = _model_config("mlp")
+  model = build_model(cfg, input_shape=(8, 8, 1), num_classes=5, seed=0)
+  p = model.heads[0].unit_prototypes()
+  np.testing.assert_allclose(p @ p.T, np.eye(5), atol=1e-5)
+
+
+def test_image_shape_mismatch_is_refused():
+  model = build_model(_model_config("cnn"), input_shape=(8, 8, 1), num_classes=5, seed=0)
+  with pytest.raises(HFFError, match="rebuild the model"):
+    model(jnp.zeros((2, 9, 9, 1)))
+
+
+def test_unknown_model_options_are_refused():
+  cfg = _model_config("cnn")
+  cfg.readout = "sideways"
+  with pytest.raises(HFFError, match="readout"):
+    build_model(cfg, input_shape=(8, 8, 1), num_classes=5, seed=0)
+  cfg = _model_config("transformer")
+  with pytest.raises(HFFError, match="model.kind"):
+    build_model(cfg, input_shape=(8, 8, 1), num_classes=5, seed=0)
+
+
+@pytest.mark.parametrize("readout,dim", [("gap", 8), ("grid", 32), ("flatten", 2 * 2 * 8)])
+def test_conv_readout_dimensions(readout, dim):
+  cfg = _model_config("cnn")
+  cfg.readout = readout
+  model = build_model(cfg, input_shape=(8, 8, 1), num_classes=5, seed=0)
+  r = model.readouts(jnp.zeros((3, 8, 8, 1)))
+  assert r[-1].shape == (3, dim)
+  assert model.heads[-1].prototypes.shape == (5, dim)

@@ -1,0 +1,114 @@
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import numpy as np
+import pytest
+
+from hffjax import checkpoint as ckpt_lib
+from hffjax import parallel, predict, train
+from hffjax.errors import HFFError
+
+from conftest import ROOT
+
+
+def test_learns_on_a_small_set(tiny_config, tmp_path):
+  c = tiny_config
+  c.synthetic.num_train = 2048
+  c.synthetic.num_classes = 10
+  c.num_epochs = 4  # 4 * 2048 / 32 = 256 steps
+  result = train.train_and_evaluate(c, str(tmp_path), progress=False)
+  assert result["step"] == 256
+  assert result["test_accuracy"] > 0.6  # chance is 0.1
+  assert len(result["layer_accuracy"]) == 2
+  assert result["train_loss"] < 2 * np.log(10)
+
+
+def test_evaluation_counts_every_example(tiny_config):
+  exp = train.setup(tiny_config)
+  eval_fn = exp.eval_fn()
+  ds = exp.dataset
+  result = train.evaluate(eval_fn, exp.initial_state, ds.test_images, ds.test_labels, exp.mesh, 64)
+  model = exp.model(exp.initial_state)
+  expected = np.mean(np.asarray(predict(model, ds.test_images)) == ds.test_labels)
+  assert result["num_examples"] == 130  # 64 + 64 + a padded batch of 2
+  assert result["test_accuracy"] == pytest.approx(expected, abs=1e-12)
+  ens = np.mean(np.asarray(predict(model, ds.test_images, mode="ensemble")) == ds.test_labels)
+  assert result["ensemble_accuracy"] == pytest.approx(ens, abs=1e-12)
+
+
+def test_predict_rejects_unknown_mode(tiny_config):
+  exp = train.setup(tiny_config)
+  with pytest.raises(HFFError, match="prediction mode"):
+    predict(exp.model(exp.initial_state), exp.dataset.test_images[:4], mode="vote")
+
+
+def test_checkpoint_round_trip(tiny_config, tmp_path):
+  exp = train.setup(tiny_config)
+  step_fn = exp.train_fn()
+  state = jax.tree.map(lambda x: x.copy(), exp.initial_state)
+  x, y = next(iter(__import__("hffjax.data", fromlist=["x"]).train_batches(exp.dataset, 32, 0, 0)))
+  state, _ = step_fn(state, *parallel.global_batch(exp.mesh, x, y))
+  ckpts = ckpt_lib.Checkpoints(str(tmp_path), keep=2)
+  ckpts.save(1, state.to_dict())
+  ckpts.wait()
+  restored = ckpts.restore(exp.abstract_state())
+  ckpts.close()
+  for a, b in zip(jax.tree.leaves(state.to_dict()), jax.tree.leaves(restored), strict=True):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert int(restored["step"]) == 1
+
+
+def test_restore_into_a_different_model_is_refused(tiny_config, tmp_path):
+  exp = train.setup(tiny_config)
+  ckpts = ckpt_lib.Checkpoints(str(tmp_path))
+  ckpts.save(0, exp.initial_state.to_dict())
+  ckpts.wait()
+  tiny_config.model.widths = (16, 16)
+  other = train.setup(tiny_config)
+  with pytest.raises(HFFError, match="does not match"):
+    ckpts.restore(other.abstract_state())
+  ckpts.close()
+
+
+SHARDED = textwrap.dedent(
+  """
+    import jax
+    jax.config.update("jax_num_cpu_devices", 8)
+    import numpy as np
+    from hffjax import parallel, train
+    from hffjax.config import load_config
+    from hffjax.data import train_batches
+
+    assert jax.device_count() == 8
+    for kind in ("mlp", "cnn"):
+      c = load_config("configs/tiny.py")
+      c.model.kind = kind
+      c.model.channels = (4, 8)
+      c.model.pool = (False, True)
+      c.augment_flip = kind == "cnn"
+      finals = []
+      for devices in (jax.devices()[:1], jax.devices()):
+        exp = train.setup(c, mesh=parallel.make_mesh(devices))
+        step, state = exp.train_fn(), exp.initial_state
+        for x, y in list(train_batches(exp.dataset, c.batch_size, c.seed, 0))[:3]:
+          gx, gy = parallel.global_batch(exp.mesh, x, y)
+          assert len(gx.sharding.device_set) == len(devices)
+          state, metrics = step(state, gx, gy)
+        finals.append(jax.device_get(state.to_dict()))
+      for a, b in zip(jax.tree.leaves(finals[0]), jax.tree.leaves(finals[1]), strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+      print(kind, "equal")
+    """
+)
+
+
+def test_sharded_step_on_8_devices_equals_1_device():
+  env = {**os.environ, "XLA_FLAGS": ""}
+  proc = subprocess.run(
+    [sys.executable, "-c", SHARDED], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+  )
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "mlp equal" in proc.stdout and "cnn equal" in proc.stdout
