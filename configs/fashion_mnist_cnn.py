@@ -9,7 +9,7 @@ from hffjax.config import base_config
 def get_config():
   c = base_config()
   c.dataset = "fashion_mnist"
-  c.num_epochs = 12
+  c.num_epochs = 15
   c.batch_size = 128
   c.optimizer = "adamw"
   c.learning_rate = 2e-3

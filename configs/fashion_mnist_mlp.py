@@ -9,9 +9,11 @@ from hffjax.config import base_config
 def get_config():
   c = base_config()
   c.dataset = "fashion_mnist"
-  c.num_epochs = 10
+  c.num_epochs = 15
   c.batch_size = 128
   c.learning_rate = 1e-3
+  c.lr_schedule = "cosine"
+  c.augment_flip = True
   c.model.kind = "mlp"
   c.model.widths = (1000, 1000, 1000)
   c.model.temperature = 0.1

@@ -355,7 +355,7 @@ def _check_finite(metrics: dict, step: int, last_saved: int | None, ckpt_dir: st
     )
     raise HFFError(
       f"loss of block {int(bad[0])} became {block_loss[bad[0]]} at step {step}; {kept}; "
-      "lower learning_rate or raise model.temperature"
+      "lower learning_rate"
     )
 
 
@@ -388,6 +388,8 @@ def train_and_evaluate(
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(config_lib.to_json(config))
+  with open(os.path.join(workdir, "data.json"), "w") as f:
+    json.dump({"image_shape": exp.dataset.image_shape, "num_classes": exp.dataset.num_classes}, f)
   metrics_path = os.path.join(workdir, "metrics.jsonl")
   ckpts = ckpt_lib.Checkpoints(workdir, keep=config.keep_checkpoints)
   state = exp.initial_state
@@ -524,6 +526,17 @@ def restore_experiment(workdir: str, data_dir: str | None = None) -> tuple[Exper
   if data_dir:
     config.data_dir = data_dir
   exp = setup(config)
+  data_path = os.path.join(workdir, "data.json")
+  if os.path.isfile(data_path):
+    with open(data_path) as f:
+      trained_on = json.load(f)
+    now = {"image_shape": list(exp.dataset.image_shape), "num_classes": exp.dataset.num_classes}
+    if trained_on != now:
+      raise HFFError(
+          f"the run was trained on images {tuple(trained_on['image_shape'])} with "
+          f"{trained_on['num_classes']} classes but this data has {tuple(now['image_shape'])} with "
+          f"{now['num_classes']}; pass the --data_dir of the dataset it was trained on"
+      )
   ckpts = ckpt_lib.Checkpoints(workdir, keep=config.keep_checkpoints)
   try:
     step = ckpts.latest_step()

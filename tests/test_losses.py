@@ -1,10 +1,10 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from hffjax import losses
 from hffjax.models import PrototypeHead
-from flax import nnx
 
 
 def test_cosine_logits_scale_invariant():

@@ -6,12 +6,11 @@ import textwrap
 import jax
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from hffjax import checkpoint as ckpt_lib
 from hffjax import parallel, predict, train
 from hffjax.errors import HFFError
-
-from conftest import ROOT
 
 
 def test_learns_on_a_small_set(tiny_config, tmp_path):

@@ -1,0 +1,127 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from hffjax.main import run
+
+from conftest import ROOT
+from test_data import write_idx_folder
+
+TINY = os.path.join(ROOT, "configs", "tiny.py")
+
+
+def _cli(*args):
+  return subprocess.run([sys.executable, "-m", "hffjax", *args], cwd=ROOT, capture_output=True,
+                        text=True, timeout=300)
+
+
+def _read_metrics(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def test_train_resume_eval_end_to_end(tmp_path):
+  workdir = str(tmp_path / "run")
+  first = _cli("train", "--config", TINY, "--workdir", workdir)
+  assert first.returncode == 0, first.stderr[-2000:]
+  records = _read_metrics(workdir)
+  assert [r["epoch"] for r in records] == [1, 2]
+  for key in ("step", "epoch", "train_loss", "test_accuracy", "layer_accuracy"):
+    assert key in records[-1]
+  assert len(records[-1]["layer_accuracy"]) == 2
+  assert "block  test accuracy" in first.stdout
+
+  # Re-running with more epochs resumes from the last checkpoint instead of starting over.
+  second = _cli("train", "--config", TINY, "--workdir", workdir, "--config.num_epochs=3")
+  assert second.returncode == 0, second.stderr[-2000:]
+  records = _read_metrics(workdir)
+  assert [r["epoch"] for r in records] == [1, 2, 3]
+  assert records[-1]["step"] == 3 * records[0]["step"]
+
+  ev = _cli("eval", "--workdir", workdir)
+  assert ev.returncode == 0, ev.stderr[-2000:]
+  result = json.loads(ev.stdout.strip().splitlines()[-1])
+  assert result["step"] == records[-1]["step"]
+  assert result["test_accuracy"] == pytest.approx(records[-1]["test_accuracy"])
+  assert result["layer_accuracy"] == pytest.approx(records[-1]["layer_accuracy"])
+  assert result["examples_per_second"] > 0
+
+
+def _expect_error(capsys, argv, fragment):
+  code = run(argv)
+  err = capsys.readouterr().err.strip()
+  assert code != 0
+  assert len(err.splitlines()) == 1, err
+  assert err.startswith("hffjax: error:") and fragment in err, err
+  assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "override,fragment",
+    [
+        ("--config.dataset=no_such_dataset_xyz", "unknown dataset"),
+        ("--config.batch_size=0", "batch_size must be > 0"),
+        ("--config.batch_size=-4", "batch_size must be > 0"),
+        ("--config.batch_size=100000", "larger than the 256 training examples"),
+        ("--config.no_such_key=1", "unknown config key 'no_such_key'"),
+        ("--config.model.no_such_key=1", "unknown config key 'model.no_such_key'"),
+        ("--config.num_epochs=two", "num_epochs"),
+        ("--config.model.kind=transformer", "unknown model.kind"),
+    ],
+)
+def test_bad_config_is_one_line(capsys, tmp_path, override, fragment):
+  _expect_error(capsys, ["train", "--config", TINY, "--workdir", str(tmp_path), override], fragment)
+
+
+def test_missing_config_file(capsys, tmp_path):
+  _expect_error(capsys, ["train", "--config", "nope.py", "--workdir", str(tmp_path)], "not found")
+
+
+def test_data_dir_missing_a_file(capsys, tmp_path):
+  write_idx_folder(tmp_path)
+  os.remove(tmp_path / "train-labels-idx1-ubyte.gz")
+  _expect_error(capsys, ["train", "--config", TINY, "--workdir", str(tmp_path / "w"),
+                         "--config.dataset=fashion_mnist", f"--config.data_dir={tmp_path}"],
+                "train-labels-idx1-ubyte.gz")
+
+
+def test_label_out_of_range(capsys, tmp_path):
+  write_idx_folder(tmp_path, max_label=12, seed=3)
+  _expect_error(capsys, ["train", "--config", TINY, "--workdir", str(tmp_path / "w"),
+                         "--config.dataset=mnist", f"--config.data_dir={tmp_path}"], "outside [0, 10)")
+
+
+def test_eval_without_a_run(capsys, tmp_path):
+  _expect_error(capsys, ["eval", "--workdir", str(tmp_path)], "no config.json")
+
+
+def test_image_shape_mismatch_on_eval(capsys, tmp_path):
+  workdir = str(tmp_path / "w")
+  assert run(["train", "--config", TINY, "--workdir", workdir, "--config.num_epochs=1"]) == 0
+  capsys.readouterr()
+  data_dir = tmp_path / "idx"
+  data_dir.mkdir()
+  write_idx_folder(data_dir, n_train=64, max_label=3)
+  cfg_path = os.path.join(workdir, "config.json")
+  cfg = json.load(open(cfg_path))
+  cfg["dataset"] = "mnist"  # 28x28 images for a model built for 8x8
+  json.dump(cfg, open(cfg_path, "w"))
+  _expect_error(capsys, ["eval", "--workdir", workdir, "--data_dir", str(data_dir)],
+                "trained on images (8, 8, 1)")
+
+
+def test_nan_stops_training_and_keeps_last_good_checkpoint(capsys, tmp_path):
+  workdir = str(tmp_path / "w")
+  # Without inter-block normalisation a huge step overflows the next block's activity.
+  argv = ["train", "--config", TINY, "--workdir", workdir, "--config.learning_rate=1e30",
+          "--config.model.interblock_norm=none", "--config.checkpoint_every_steps=1"]
+  code = run(argv)
+  err = capsys.readouterr().err.strip()
+  assert code != 0
+  assert "loss of block 1 became nan at step 2" in err and "checkpoint 1" in err, err
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["1"]
+  assert run(["eval", "--workdir", workdir]) == 0
+  assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step"] == 1
