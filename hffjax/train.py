@@ -354,8 +354,7 @@ def _check_finite(metrics: dict, step: int, last_saved: int | None, ckpt_dir: st
       else "no checkpoint was saved"
     )
     raise HFFError(
-      f"loss of block {int(bad[0])} became {block_loss[bad[0]]} at step {step}; {kept}; "
-      "lower learning_rate"
+      f"loss of block {int(bad[0])} became {block_loss[bad[0]]} at step {step}; {kept}; lower learning_rate"
     )
 
 
@@ -533,9 +532,9 @@ def restore_experiment(workdir: str, data_dir: str | None = None) -> tuple[Exper
     now = {"image_shape": list(exp.dataset.image_shape), "num_classes": exp.dataset.num_classes}
     if trained_on != now:
       raise HFFError(
-          f"the run was trained on images {tuple(trained_on['image_shape'])} with "
-          f"{trained_on['num_classes']} classes but this data has {tuple(now['image_shape'])} with "
-          f"{now['num_classes']}; pass the --data_dir of the dataset it was trained on"
+        f"the run was trained on images {tuple(trained_on['image_shape'])} with "
+        f"{trained_on['num_classes']} classes but this data has {tuple(now['image_shape'])} with "
+        f"{now['num_classes']}; pass the --data_dir of the dataset it was trained on"
       )
   ckpts = ckpt_lib.Checkpoints(workdir, keep=config.keep_checkpoints)
   try:

@@ -14,8 +14,9 @@ TINY = os.path.join(ROOT, "configs", "tiny.py")
 
 
 def _cli(*args):
-  return subprocess.run([sys.executable, "-m", "hffjax", *args], cwd=ROOT, capture_output=True,
-                        text=True, timeout=300)
+  return subprocess.run(
+    [sys.executable, "-m", "hffjax", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+  )
 
 
 def _read_metrics(workdir):
@@ -60,17 +61,17 @@ def _expect_error(capsys, argv, fragment):
 
 
 @pytest.mark.parametrize(
-    "override,fragment",
-    [
-        ("--config.dataset=no_such_dataset_xyz", "unknown dataset"),
-        ("--config.batch_size=0", "batch_size must be > 0"),
-        ("--config.batch_size=-4", "batch_size must be > 0"),
-        ("--config.batch_size=100000", "larger than the 256 training examples"),
-        ("--config.no_such_key=1", "unknown config key 'no_such_key'"),
-        ("--config.model.no_such_key=1", "unknown config key 'model.no_such_key'"),
-        ("--config.num_epochs=two", "num_epochs"),
-        ("--config.model.kind=transformer", "unknown model.kind"),
-    ],
+  "override,fragment",
+  [
+    ("--config.dataset=no_such_dataset_xyz", "unknown dataset"),
+    ("--config.batch_size=0", "batch_size must be > 0"),
+    ("--config.batch_size=-4", "batch_size must be > 0"),
+    ("--config.batch_size=100000", "larger than the 256 training examples"),
+    ("--config.no_such_key=1", "unknown config key 'no_such_key'"),
+    ("--config.model.no_such_key=1", "unknown config key 'model.no_such_key'"),
+    ("--config.num_epochs=two", "num_epochs"),
+    ("--config.model.kind=transformer", "unknown model.kind"),
+  ],
 )
 def test_bad_config_is_one_line(capsys, tmp_path, override, fragment):
   _expect_error(capsys, ["train", "--config", TINY, "--workdir", str(tmp_path), override], fragment)
@@ -83,15 +84,36 @@ def test_missing_config_file(capsys, tmp_path):
 def test_data_dir_missing_a_file(capsys, tmp_path):
   write_idx_folder(tmp_path)
   os.remove(tmp_path / "train-labels-idx1-ubyte.gz")
-  _expect_error(capsys, ["train", "--config", TINY, "--workdir", str(tmp_path / "w"),
-                         "--config.dataset=fashion_mnist", f"--config.data_dir={tmp_path}"],
-                "train-labels-idx1-ubyte.gz")
+  _expect_error(
+    capsys,
+    [
+      "train",
+      "--config",
+      TINY,
+      "--workdir",
+      str(tmp_path / "w"),
+      "--config.dataset=fashion_mnist",
+      f"--config.data_dir={tmp_path}",
+    ],
+    "train-labels-idx1-ubyte.gz",
+  )
 
 
 def test_label_out_of_range(capsys, tmp_path):
   write_idx_folder(tmp_path, max_label=12, seed=3)
-  _expect_error(capsys, ["train", "--config", TINY, "--workdir", str(tmp_path / "w"),
-                         "--config.dataset=mnist", f"--config.data_dir={tmp_path}"], "outside [0, 10)")
+  _expect_error(
+    capsys,
+    [
+      "train",
+      "--config",
+      TINY,
+      "--workdir",
+      str(tmp_path / "w"),
+      "--config.dataset=mnist",
+      f"--config.data_dir={tmp_path}",
+    ],
+    "outside [0, 10)",
+  )
 
 
 def test_eval_without_a_run(capsys, tmp_path):
@@ -109,15 +131,24 @@ def test_image_shape_mismatch_on_eval(capsys, tmp_path):
   cfg = json.load(open(cfg_path))
   cfg["dataset"] = "mnist"  # 28x28 images for a model built for 8x8
   json.dump(cfg, open(cfg_path, "w"))
-  _expect_error(capsys, ["eval", "--workdir", workdir, "--data_dir", str(data_dir)],
-                "trained on images (8, 8, 1)")
+  _expect_error(
+    capsys, ["eval", "--workdir", workdir, "--data_dir", str(data_dir)], "trained on images (8, 8, 1)"
+  )
 
 
 def test_nan_stops_training_and_keeps_last_good_checkpoint(capsys, tmp_path):
   workdir = str(tmp_path / "w")
   # Without inter-block normalisation a huge step overflows the next block's activity.
-  argv = ["train", "--config", TINY, "--workdir", workdir, "--config.learning_rate=1e30",
-          "--config.model.interblock_norm=none", "--config.checkpoint_every_steps=1"]
+  argv = [
+    "train",
+    "--config",
+    TINY,
+    "--workdir",
+    workdir,
+    "--config.learning_rate=1e30",
+    "--config.model.interblock_norm=none",
+    "--config.checkpoint_every_steps=1",
+  ]
   code = run(argv)
   err = capsys.readouterr().err.strip()
   assert code != 0
