@@ -4,11 +4,10 @@ import subprocess
 import sys
 
 import pytest
-
-from hffjax.main import run
-
 from conftest import ROOT
 from test_data import write_idx_folder
+
+from hffjax.main import run
 
 TINY = os.path.join(ROOT, "configs", "tiny.py")
 
