@@ -16,13 +16,13 @@ import ml_collections
 
 from hffjax.errors import HFFError
 
-METHODS = ("hff",)
+METHODS = ("hff", "bp", "ff")
 
 
 def base_config() -> ml_collections.ConfigDict:
   """Every config key with its default. Configs override a few of them."""
   c = ml_collections.ConfigDict()
-  c.method = "hff"
+  c.method = "hff"  # "hff" | "bp" (backprop baseline) | "ff" (Forward-Forward baseline)
   c.dataset = "fashion_mnist"
   c.data_dir = ""  # a folder with the four IDX .gz files, or a TFDS data dir
   c.seed = 0
@@ -41,6 +41,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint_every_steps = 0  # 0 = save at the end of each epoch only
   c.keep_checkpoints = 3
   c.log_every_steps = 50
+  c.ff_threshold = 2.0  # method="ff": goodness threshold θ
 
   c.model = ml_collections.ConfigDict()
   c.model.kind = "mlp"  # "mlp" | "cnn"

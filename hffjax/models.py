@@ -178,12 +178,63 @@ class ConvBlock(nnx.Module):
     return a, r
 
 
-class HFFNet(nnx.Module):
+class BlockStack(nnx.Module):
+  """Blocks run in sequence, with the inter-block normalisation between them.
+
+  ``stop_gradient=True`` (local learning) cuts the gradient at every block's
+  input; ``False`` gives the same blocks trained end to end.
+  """
+
+  def __init__(
+    self,
+    blocks: Sequence[nnx.Module],
+    *,
+    input_shape: tuple[int, int, int],
+    interblock_norm: str = "l2",
+    stop_gradient: bool = True,
+    pixel_mean: float = 0.0,
+    pixel_std: float = 1.0,
+  ):
+    if interblock_norm not in INTERBLOCK_NORMS:
+      raise HFFError(f"unknown model.interblock_norm {interblock_norm!r}; use one of {INTERBLOCK_NORMS}")
+    self.blocks = nnx.List(list(blocks))
+    self.input_shape = tuple(input_shape)
+    self.interblock_norm = interblock_norm
+    self.stop_gradient = stop_gradient
+    self.pixel_mean = float(pixel_mean)
+    self.pixel_std = float(pixel_std)
+
+  @property
+  def num_blocks(self) -> int:
+    return len(self.blocks)
+
+  def normalize_images(self, x: jax.Array) -> jax.Array:
+    """Raw images (pixel values in ``[0, 255]``, any dtype) to zero mean, unit variance."""
+    if tuple(x.shape[1:]) != self.input_shape:
+      raise HFFError(
+        f"images have shape {tuple(x.shape[1:])} but the model was built for "
+        f"{self.input_shape}; rebuild the model for this dataset"
+      )
+    return (x.astype(jnp.float32) / 255.0 - self.pixel_mean) / self.pixel_std
+
+  def forward(self, h: jax.Array, *, train: bool) -> list[tuple[jax.Array, jax.Array]]:
+    """``(activity a_l, read-out r_l)`` of every block for normalised input ``h``."""
+    outs = []
+    for i, block in enumerate(self.blocks):
+      if i > 0:
+        h = interblock_normalize(h, self.interblock_norm)
+      if self.stop_gradient:
+        h = jax.lax.stop_gradient(h)
+      h, r = block(h, train=train)
+      outs.append((h, r))
+    return outs
+
+
+class HFFNet(BlockStack):
   """A stack of blocks, each followed by its own prototype head.
 
   Calling the net returns one ``[B, C]`` logits array per block, all from a
-  single forward pass. ``stop_gradient=False`` gives the same blocks trained
-  end to end (used by the backprop baseline).
+  single forward pass.
   """
 
   def __init__(
@@ -196,14 +247,20 @@ class HFFNet(nnx.Module):
     learn_temperature: bool = False,
     prototype_init: str = "orthogonal",
     interblock_norm: str = "l2",
-    stop_gradient: bool = True,
+    margin: float = 0.0,
+    loss_weights: Sequence[float] = (),
     pixel_mean: float = 0.0,
     pixel_std: float = 1.0,
     rngs: nnx.Rngs,
   ):
-    if interblock_norm not in INTERBLOCK_NORMS:
-      raise HFFError(f"unknown model.interblock_norm {interblock_norm!r}; use one of {INTERBLOCK_NORMS}")
-    self.blocks = nnx.List(list(blocks))
+    super().__init__(
+      blocks,
+      input_shape=input_shape,
+      interblock_norm=interblock_norm,
+      stop_gradient=True,
+      pixel_mean=pixel_mean,
+      pixel_std=pixel_std,
+    )
     self.heads = nnx.List(
       [
         PrototypeHead(
@@ -217,16 +274,15 @@ class HFFNet(nnx.Module):
         for b in blocks
       ]
     )
-    self.input_shape = tuple(input_shape)
+    weights = tuple(float(w) for w in loss_weights) or (1.0,) * len(blocks)
+    if len(weights) != len(blocks):
+      raise HFFError(
+        f"loss_weights has {len(weights)} entries but the model has {len(blocks)} blocks; "
+        "give one weight per block or leave it empty"
+      )
     self.num_classes = num_classes
-    self.interblock_norm = interblock_norm
-    self.stop_gradient = stop_gradient
-    self.pixel_mean = float(pixel_mean)
-    self.pixel_std = float(pixel_std)
-
-  @property
-  def num_blocks(self) -> int:
-    return len(self.blocks)
+    self.margin = float(margin)
+    self.loss_weights = weights
 
   def readouts(self, x: jax.Array, *, train: bool = False) -> list[jax.Array]:
     """Every block's read-out ``r_l``, ``[B, D_l]`` each, in one forward pass.
@@ -235,44 +291,32 @@ class HFFNet(nnx.Module):
       x: raw images, pixel values in ``[0, 255]`` (any dtype), ``[B, H, W, K]``.
       train: batch statistics (and their running averages) are updated when True.
     """
-    if tuple(x.shape[1:]) != self.input_shape:
-      raise HFFError(
-        f"images have shape {tuple(x.shape[1:])} but the model was built for "
-        f"{self.input_shape}; rebuild the model for this dataset"
-      )
-    h = (x.astype(jnp.float32) / 255.0 - self.pixel_mean) / self.pixel_std
-    outs = []
-    for i, block in enumerate(self.blocks):
-      if i > 0:
-        h = interblock_normalize(h, self.interblock_norm)
-      if self.stop_gradient:
-        h = jax.lax.stop_gradient(h)
-      h, r = block(h, train=train)
-      outs.append(r)
-    return outs
+    return [r for _, r in self.forward(self.normalize_images(x), train=train)]
 
   def __call__(self, x: jax.Array, *, train: bool = False) -> list[jax.Array]:
     """Every block's cosine logits, ``[B, C]`` each, in one forward pass."""
     return [head(r) for head, r in zip(self.heads, self.readouts(x, train=train), strict=True)]
 
+  def predict_scores(self, block_logits: Sequence[jax.Array]) -> jax.Array:
+    """Class scores of the default prediction rule: the last block's logits."""
+    return block_logits[-1]
 
-def build_model(
-  model_config,
-  *,
-  input_shape: tuple[int, int, int],
-  num_classes: int,
-  seed: int,
-  pixel_mean: float = 0.0,
-  pixel_std: float = 1.0,
-  stop_gradient: bool = True,
-) -> HFFNet:
-  """Builds the network a config's ``model`` section describes.
+  def loss(self, images: jax.Array, labels: jax.Array, *, key: jax.Array):
+    """``(Σ_l λ_l L_l, [L_1 … L_L], block logits)`` for one training batch."""
+    del key
+    block_logits = self(images, train=True)
+    block_loss = jnp.stack(
+      [
+        losses.hff_block_loss(logits, labels, self.margin, head.scale)
+        for logits, head in zip(block_logits, self.heads, strict=True)
+      ]
+    )
+    return jnp.dot(jnp.asarray(self.loss_weights, jnp.float32), block_loss), block_loss, block_logits
 
-  ``pixel_mean``/``pixel_std`` (of pixel values scaled to ``[0, 1]``) are the
-  dataset statistics the model uses to normalise raw images.
-  """
+
+def build_blocks(model_config, *, input_shape: tuple[int, int, int], rngs: nnx.Rngs) -> list[nnx.Module]:
+  """The blocks a config's ``model`` section describes (shared by HFF and the baselines)."""
   cfg = model_config
-  rngs = nnx.Rngs(params=seed)
   dtype = jnp.dtype(cfg.dtype)
   if cfg.kind == "mlp":
     if not cfg.widths:
@@ -281,7 +325,8 @@ def build_model(
     for width in cfg.widths:
       blocks.append(DenseBlock(in_dim, int(width), dtype=dtype, rngs=rngs))
       in_dim = int(width)
-  elif cfg.kind == "cnn":
+    return blocks
+  if cfg.kind == "cnn":
     if not cfg.channels:
       raise HFFError("model.channels is empty; give at least one stage, e.g. (64, 128, 256)")
     pools = tuple(cfg.pool) if cfg.pool else (False,) * len(cfg.channels)
@@ -304,17 +349,38 @@ def build_model(
       )
       blocks.append(block)
       shape = block.out_shape
-  else:
-    raise HFFError(f"unknown model.kind {cfg.kind!r}; use 'mlp' or 'cnn'")
+    return blocks
+  raise HFFError(f"unknown model.kind {cfg.kind!r}; use 'mlp' or 'cnn'")
+
+
+def build_model(
+  model_config,
+  *,
+  input_shape: tuple[int, int, int],
+  num_classes: int,
+  seed: int,
+  pixel_mean: float = 0.0,
+  pixel_std: float = 1.0,
+  margin: float = 0.0,
+  loss_weights: Sequence[float] = (),
+) -> HFFNet:
+  """Builds the HFF network a config's ``model`` section describes.
+
+  ``pixel_mean``/``pixel_std`` (of pixel values scaled to ``[0, 1]``) are the
+  dataset statistics the model uses to normalise raw images.
+  """
+  cfg = model_config
+  rngs = nnx.Rngs(params=seed)
   return HFFNet(
-    blocks,
+    build_blocks(cfg, input_shape=input_shape, rngs=rngs),
     num_classes,
     input_shape=tuple(input_shape),
     temperature=cfg.temperature,
     learn_temperature=cfg.learn_temperature,
     prototype_init=cfg.prototype_init,
     interblock_norm=cfg.interblock_norm,
-    stop_gradient=stop_gradient,
+    margin=margin,
+    loss_weights=loss_weights,
     pixel_mean=pixel_mean,
     pixel_std=pixel_std,
     rngs=rngs,

@@ -24,10 +24,10 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
+from hffjax import baselines, parallel
 from hffjax import checkpoint as ckpt_lib
 from hffjax import config as config_lib
 from hffjax import data as data_lib
-from hffjax import losses, parallel
 from hffjax.errors import HFFError
 from hffjax.models import HFFNet, build_model
 
@@ -78,16 +78,6 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax
   return optax.adam(lr)
 
 
-def loss_weights(config: ml_collections.ConfigDict, num_blocks: int) -> tuple[float, ...]:
-  weights = tuple(float(w) for w in config.loss_weights) or (1.0,) * num_blocks
-  if len(weights) != num_blocks:
-    raise HFFError(
-      f"loss_weights has {len(weights)} entries but the model has {num_blocks} blocks; "
-      "give one weight per block or leave it empty"
-    )
-  return weights
-
-
 def ensemble_blocks(config: ml_collections.ConfigDict, num_blocks: int) -> tuple[int, ...]:
   blocks = tuple(int(b) for b in config.ensemble_blocks) or tuple(range(num_blocks))
   bad = [b for b in blocks if not 0 <= b < num_blocks]
@@ -115,7 +105,10 @@ def combine_logits(
 @functools.partial(jax.jit, static_argnames=("graphdef", "mode", "blocks"))
 def _predict(graphdef, state, images, mode, blocks):
   model = nnx.merge(graphdef, state)
-  return jnp.argmax(combine_logits(model(images, train=False), mode, blocks), axis=-1)
+  block_scores = model(images, train=False)
+  if mode == "last":
+    return jnp.argmax(model.predict_scores(block_scores), axis=-1)
+  return jnp.argmax(combine_logits(block_scores, mode, blocks), axis=-1)
 
 
 def predict(model: HFFNet, images, mode: str = "last", blocks: Sequence[int] | None = None) -> jax.Array:
@@ -140,38 +133,30 @@ def make_train_step(
   graphdef: nnx.GraphDef,
   optimizer: optax.GradientTransformation,
   *,
-  weights: Sequence[float],
-  margin: float = 0.0,
   augment_flip: bool = False,
   seed: int = 0,
 ):
   """The pure fused step ``(state, images_B…, labels_B) -> (state, metrics)``.
 
-  Metrics: ``loss`` (the weighted sum), ``block_loss`` ``[L]`` and
-  ``block_correct`` ``[L]`` (training examples each block got right).
+  The model's ``loss`` gives the summed objective; for HFF its gradient with
+  respect to each block is that block's own local gradient. Metrics: ``loss``,
+  ``block_loss`` ``[L]`` and, where the method scores classes while training,
+  ``block_correct`` ``[L]`` (training examples each output got right).
   """
-  weights = tuple(weights)
 
   def train_step(state: TrainState, images, labels):
+    flip_key, loss_key = jax.random.split(jax.random.fold_in(jax.random.key(seed), state.step))
     if augment_flip:
-      key = jax.random.fold_in(jax.random.key(seed), state.step)
-      flip_B = jax.random.bernoulli(key, 0.5, (images.shape[0],))
+      flip_B = jax.random.bernoulli(flip_key, 0.5, (images.shape[0],))
       images = jnp.where(flip_B[:, None, None, None], images[:, :, ::-1, :], images)
 
     def loss_fn(params):
       model = merge_model(graphdef, params, state.batch_stats)
-      block_logits = model(images, train=True)
-      block_loss = jnp.stack(
-        [
-          losses.hff_block_loss(logits, labels, margin, head.scale)
-          for logits, head in zip(block_logits, model.heads, strict=True)
-        ]
-      )
-      total = jnp.dot(jnp.asarray(weights, jnp.float32), block_loss)
+      total, block_loss, block_scores = model.loss(images, labels, key=loss_key)
       new_stats = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
-      return total, (block_loss, block_logits, new_stats)
+      return total, (block_loss, block_scores, new_stats)
 
-    (total, (block_loss, block_logits, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+    (total, (block_loss, block_scores, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
       state.params
     )
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
@@ -181,8 +166,10 @@ def make_train_step(
       batch_stats=new_stats,
       opt_state=opt_state,
     )
-    block_correct = jnp.stack([jnp.sum(jnp.argmax(logits, -1) == labels) for logits in block_logits])
-    return new_state, {"loss": total, "block_loss": block_loss, "block_correct": block_correct}
+    metrics = {"loss": total, "block_loss": block_loss}
+    if block_scores is not None:
+      metrics["block_correct"] = jnp.stack([jnp.sum(jnp.argmax(s, -1) == labels) for s in block_scores])
+    return new_state, metrics
 
   return train_step
 
@@ -196,10 +183,11 @@ def make_eval_step(graphdef: nnx.GraphDef, blocks: Sequence[int]):
   blocks = tuple(blocks)
 
   def eval_step(params, batch_stats, images, labels, mask):
-    block_logits = merge_model(graphdef, params, batch_stats)(images, train=False)
-    scores = list(block_logits) + [
-      combine_logits(block_logits, "last"),
-      combine_logits(block_logits, "ensemble", blocks),
+    model = merge_model(graphdef, params, batch_stats)
+    block_scores = model(images, train=False)
+    scores = list(block_scores) + [
+      model.predict_scores(block_scores),
+      combine_logits(block_scores, "ensemble", blocks),
     ]
     return jnp.stack([jnp.sum((jnp.argmax(s, -1) == labels) & mask) for s in scores]).astype(jnp.int32)
 
@@ -238,6 +226,7 @@ class Experiment:
   dataset: data_lib.Dataset
   mesh: jax.sharding.Mesh
   graphdef: nnx.GraphDef
+  num_outputs: int  # score arrays the model returns: one per block (HFF, FF), one (BP)
   initial_state: TrainState
   optimizer: optax.GradientTransformation
   steps_per_epoch: int
@@ -247,12 +236,8 @@ class Experiment:
   def total_steps(self) -> int:
     return self.config.num_epochs * self.steps_per_epoch
 
-  @property
-  def num_blocks(self) -> int:
-    return len(self.initial_state.params["blocks"])
-
   def eval_fn(self):
-    blocks = ensemble_blocks(self.config, self.num_blocks)
+    blocks = ensemble_blocks(self.config, self.num_outputs)
     return jax.jit(
       make_eval_step(self.graphdef, blocks),
       in_shardings=(parallel.replicated(self.mesh), parallel.replicated(self.mesh))
@@ -264,8 +249,6 @@ class Experiment:
     step = make_train_step(
       self.graphdef,
       self.optimizer,
-      weights=loss_weights(self.config, self.num_blocks),
-      margin=self.config.margin,
       augment_flip=self.config.augment_flip,
       seed=self.config.seed,
     )
@@ -275,8 +258,24 @@ class Experiment:
   def abstract_state(self):
     return ckpt_lib.abstract_like(self.initial_state.to_dict(), parallel.replicated(self.mesh))
 
-  def model(self, state: TrainState) -> HFFNet:
+  def model(self, state: TrainState) -> nnx.Module:
     return merge_model(self.graphdef, *jax.device_get((state.params, state.batch_stats)))
+
+
+def build_network(config: ml_collections.ConfigDict, ds: data_lib.Dataset) -> nnx.Module:
+  """The model ``config.method`` trains: HFF, or a baseline on the same blocks."""
+  common = dict(
+    input_shape=ds.image_shape,
+    num_classes=ds.num_classes,
+    seed=config.seed,
+    pixel_mean=ds.mean,
+    pixel_std=ds.std,
+  )
+  if config.method == "bp":
+    return baselines.build_bp_model(config.model, **common)
+  if config.method == "ff":
+    return baselines.build_ff_model(config.model, threshold=config.ff_threshold, **common)
+  return build_model(config.model, margin=config.margin, loss_weights=config.loss_weights, **common)
 
 
 def setup(
@@ -301,16 +300,9 @@ def setup(
   n_dev = mesh.devices.size
   eval_bs = min(config.eval_batch_size, len(ds.test_images))
   eval_bs = -(-eval_bs // n_dev) * n_dev
-  model = build_model(
-    config.model,
-    input_shape=ds.image_shape,
-    num_classes=ds.num_classes,
-    seed=config.seed,
-    pixel_mean=ds.mean,
-    pixel_std=ds.std,
-  )
-  ensemble_blocks(config, model.num_blocks)
-  loss_weights(config, model.num_blocks)
+  model = build_network(config, ds)
+  num_outputs = len(jax.eval_shape(lambda m, x: m(x), model, ds.test_images[:1]))
+  ensemble_blocks(config, num_outputs)
   graphdef, params, batch_stats = split_model(model)
   steps_per_epoch = n_train // config.batch_size
   optimizer = make_optimizer(config, config.num_epochs * steps_per_epoch)
@@ -321,7 +313,7 @@ def setup(
     opt_state=optimizer.init(params),
   )
   state = jax.device_put(state, parallel.replicated(mesh))
-  return Experiment(config, ds, mesh, graphdef, state, optimizer, steps_per_epoch, eval_bs)
+  return Experiment(config, ds, mesh, graphdef, num_outputs, state, optimizer, steps_per_epoch, eval_bs)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -419,7 +411,7 @@ def train_and_evaluate(
     step = start
     while step < total:
       epoch, offset = divmod(step, spe)
-      meter = _EpochMeter(exp.num_blocks, config.batch_size)
+      meter = _EpochMeter(exp.num_outputs, config.batch_size)
       pending = None  # the previous step's metrics: fetched one step late, so dispatch never waits
       for images, labels in data_lib.train_batches(ds, config.batch_size, config.seed, epoch, offset):
         state, metrics = train_step(state, *parallel.global_batch(exp.mesh, images, labels))
@@ -472,7 +464,7 @@ class _EpochMeter:
     self.steps = 0
     self.loss = 0.0
     self.block_loss = np.zeros(num_blocks)
-    self.block_correct = np.zeros(num_blocks, np.int64)
+    self.block_correct = None  # stays None for methods that do not score classes while training
     self.start = time.perf_counter()
 
   @property
@@ -484,20 +476,28 @@ class _EpochMeter:
     self.steps += 1
     self.loss += float(metrics["loss"])
     self.block_loss += metrics["block_loss"]
-    self.block_correct += metrics["block_correct"]
+    if "block_correct" in metrics:
+      correct = np.asarray(metrics["block_correct"], np.int64)
+      self.block_correct = correct if self.block_correct is None else self.block_correct + correct
 
   def seconds(self) -> float:
     return time.perf_counter() - self.start
 
+  def accuracy(self) -> float | None:
+    return None if self.block_correct is None else float(self.block_correct[-1]) / max(self.seen, 1)
+
   def postfix(self) -> dict:
-    return {"loss": f"{self.loss / self.steps:.4f}", "acc": f"{self.block_correct[-1] / self.seen:.4f}"}
+    out = {"loss": f"{self.loss / self.steps:.4f}"}
+    if self.block_correct is not None:
+      out["acc"] = f"{self.accuracy():.4f}"
+    return out
 
   def summary(self) -> dict:
     steps = max(self.steps, 1)
     return {
       "train_loss": self.loss / steps,
       "block_train_loss": (self.block_loss / steps).tolist(),
-      "train_accuracy": float(self.block_correct[-1]) / max(self.seen, 1),
+      "train_accuracy": self.accuracy(),
     }
 
 

@@ -60,6 +60,8 @@ def test_checkpoint_round_trip(tiny_config, tmp_path):
   assert int(restored["step"]) == 1
 
 
+# Orbax's reader threads report the aborted read after the test has its answer.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_restore_into_a_different_model_is_refused(tiny_config, tmp_path):
   exp = train.setup(tiny_config)
   ckpts = ckpt_lib.Checkpoints(str(tmp_path))
