@@ -25,6 +25,17 @@ def _parser() -> argparse.ArgumentParser:
   e.add_argument("--workdir", required=True)
   e.add_argument("--data_dir", default=None, help="override the data dir saved with the run")
   e.add_argument("--debug", action="store_true", help="show full tracebacks")
+  b = sub.add_parser("bench", help="side-by-side benchmark: HFF vs Forward-Forward vs backprop")
+  b.add_argument("--out", required=True, help="JSON report, e.g. benchmarks/results/<machine>.json")
+  b.add_argument("--quick", action="store_true", help="synthetic data and small models: seconds")
+  b.add_argument("--markdown", default=None, help="also write this machine's tables into this Markdown file")
+  b.add_argument("--mlp_epochs", type=int, default=None, help="epochs for the MLP runs (default: its config)")
+  b.add_argument("--cnn_epochs", type=int, default=None, help="epochs for the CNN runs (default: its config)")
+  b.add_argument(
+    "--scaling_examples", type=int, default=128, help="examples timed in the class-scaling table"
+  )
+  b.add_argument("--configs_dir", default=None, help="folder holding fashion_mnist_{mlp,cnn}.py")
+  b.add_argument("--debug", action="store_true", help="show full tracebacks")
   return p
 
 
@@ -68,6 +79,19 @@ def run(argv: list[str]) -> int:
       )
     elif args.command == "eval":
       print(json.dumps(train.evaluate_workdir(args.workdir, args.data_dir)))
+    elif args.command == "bench":
+      from hffjax import bench
+
+      extra = {"configs_dir": args.configs_dir} if args.configs_dir else {}
+      bench.main(
+        args.out,
+        quick=args.quick,
+        markdown=args.markdown,
+        mlp_epochs=args.mlp_epochs,
+        cnn_epochs=args.cnn_epochs,
+        scaling_examples=args.scaling_examples,
+        **extra,
+      )
     return 0
   except HFFError as e:
     if debug:

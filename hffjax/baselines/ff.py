@@ -25,6 +25,12 @@ from hffjax.errors import HFFError
 from hffjax.models import BlockStack, build_blocks
 
 
+def wrong_labels(key: jax.Array, labels: jax.Array, num_classes: int) -> jax.Array:
+  """A label drawn uniformly from the classes other than ``labels``, per example."""
+  offset = jax.random.randint(key, labels.shape, 1, num_classes)
+  return (labels + offset) % num_classes
+
+
 class FFNet(BlockStack):
   """Calling the net returns each block's goodness for every class, ``[B, C]`` per block."""
 
@@ -77,8 +83,7 @@ class FFNet(BlockStack):
 
   def loss(self, images: jax.Array, labels: jax.Array, *, key: jax.Array):
     h = self.normalize_images(images)
-    offset = jax.random.randint(key, labels.shape, 1, self.num_classes)
-    wrong = (labels + offset) % self.num_classes  # never the true label
+    wrong = wrong_labels(key, labels, self.num_classes)
     both = jnp.concatenate([self.embed(h, labels), self.embed(h, wrong)])
     g_Lx2B = self.goodness(both, train=True)
     g_pos, g_neg = jnp.split(g_Lx2B, 2, axis=1)

@@ -1,0 +1,351 @@
+"""Side-by-side benchmark: HFF vs Forward-Forward vs backprop on the same blocks.
+
+Everything runs in one process on the same machine, data and architecture,
+and the report leads with *ratios* (FF/HFF inference time, HFF/BP step time),
+which survive the drift of absolute times on a shared machine.
+
+  hffjax bench --out benchmarks/results/<machine>.json --markdown benchmarks/README.md
+  hffjax bench --out /tmp/quick.json --quick        # synthetic data, seconds
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from tqdm.auto import tqdm
+
+from hffjax import config as config_lib
+from hffjax import data as data_lib
+from hffjax import parallel, train
+from hffjax.baselines import build_ff_model
+from hffjax.errors import HFFError
+from hffjax.models import build_model
+
+DEFAULT_CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+TRAINING_RUNS = (("mlp", "hff"), ("mlp", "bp"), ("mlp", "ff"), ("cnn", "hff"), ("cnn", "bp"))
+
+
+def machine_info() -> dict:
+  cpu = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+  except (OSError, StopIteration):
+    pass
+  device = jax.devices()[0]
+  return {
+    "cpu": cpu,
+    "cpu_cores": os.cpu_count(),
+    "backend": jax.default_backend(),
+    "device_kind": device.device_kind,
+    "device_count": jax.device_count(),
+    "jax_version": jax.__version__,
+    "python": platform.python_version(),
+  }
+
+
+def machine_name(info: dict) -> str:
+  """A file-name-safe label: ``cpu-amd-epyc-2c`` or the accelerator's kind."""
+  if info["backend"] == "cpu":
+    label = f"cpu-{info['cpu']}-{info['cpu_cores']}c"
+  else:
+    label = f"{info['backend']}-{info['device_kind']}"
+  return re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+
+
+def _median_seconds(fn, repeats: int) -> float:
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def _temp_bytes(compiled) -> int | None:
+  try:
+    return int(compiled.memory_analysis().temp_size_in_bytes)
+  except Exception:  # Not every backend reports memory.
+    return None
+
+
+def bench_training(config, dataset: data_lib.Dataset, *, desc: str = "", warmup_steps: int = 5) -> dict:
+  """Trains ``config`` on ``dataset`` with a sync after every step; times and evaluates it."""
+  exp = train.setup(config, dataset)
+  ds = exp.dataset
+  state = exp.initial_state
+  x0, y0 = parallel.global_batch(
+    exp.mesh, ds.train_images[: config.batch_size], ds.train_labels[: config.batch_size]
+  )
+  step_fn = exp.train_fn().lower(state, x0, y0).compile()
+  step_times, epoch_times = [], []
+  bar = tqdm(total=exp.total_steps, desc=desc, unit="step", dynamic_ncols=True, leave=False)
+  for epoch in range(config.num_epochs):
+    epoch_start = time.perf_counter()
+    for images, labels in data_lib.train_batches(ds, config.batch_size, config.seed, epoch):
+      batch = parallel.global_batch(exp.mesh, images, labels)
+      start = time.perf_counter()
+      state, metrics = step_fn(state, *batch)
+      jax.block_until_ready(metrics)
+      step_times.append(time.perf_counter() - start)
+      bar.update(1)
+    epoch_times.append(time.perf_counter() - epoch_start)
+    if not np.all(np.isfinite(np.asarray(metrics["block_loss"]))):
+      raise HFFError(f"{desc}: loss became non-finite in epoch {epoch + 1}")
+  bar.close()
+
+  eval_fn = exp.eval_fn()
+  xe, ye, me = next(data_lib.eval_batches(ds.test_images, ds.test_labels, exp.eval_batch_size))
+  eval_batch = parallel.global_batch(exp.mesh, xe, ye, me)
+  eval_compiled = eval_fn.lower(state.params, state.batch_stats, *eval_batch).compile()
+  result = train.evaluate(eval_compiled, state, ds.test_images, ds.test_labels, exp.mesh, exp.eval_batch_size)
+  inference_seconds = _median_seconds(
+    lambda: train.evaluate(
+      eval_compiled, state, ds.test_images, ds.test_labels, exp.mesh, exp.eval_batch_size
+    ),
+    repeats=3,
+  )
+  timed = step_times[warmup_steps:] or step_times
+  n_train = exp.steps_per_epoch * config.batch_size
+  return {
+    "arch": config.model.kind,
+    "method": config.method,
+    "epochs": config.num_epochs,
+    "batch_size": config.batch_size,
+    "test_accuracy": result["test_accuracy"],
+    "ensemble_accuracy": result["ensemble_accuracy"],
+    "layer_accuracy": result["layer_accuracy"],
+    "median_step_seconds": statistics.median(timed),
+    "epoch_seconds": statistics.mean(epoch_times),
+    "train_examples_per_second": n_train / statistics.mean(epoch_times),
+    "inference_seconds": inference_seconds,
+    "inference_examples": len(ds.test_images),
+    "inference_examples_per_second": len(ds.test_images) / inference_seconds,
+    "train_step_temp_bytes": _temp_bytes(step_fn),
+    "inference_temp_bytes": _temp_bytes(eval_compiled),
+  }
+
+
+def _inference_fn(model: nnx.Module, batches: list[np.ndarray]):
+  """A function that predicts every batch with ``model``'s own rule (jitted once)."""
+  graphdef, state = nnx.split(model)
+
+  @jax.jit
+  def infer(state, images):
+    m = nnx.merge(graphdef, state)
+    return jnp.argmax(m.predict_scores(m(images, train=False)), -1)
+
+  return lambda: [infer(state, b) for b in batches]
+
+
+def bench_class_scaling(
+  model_config, *, classes, image_shape, num_examples: int, batch_size: int, seed: int = 0
+) -> list[dict]:
+  """HFF (one pass) vs FF (one pass per class) inference time on the same blocks."""
+  rows = []
+  for num_classes in classes:
+    ds = data_lib.make_synthetic(
+      num_train=1, num_test=num_examples, image_shape=image_shape, num_classes=num_classes, seed=seed
+    )
+    batches = [ds.test_images[i : i + batch_size] for i in range(0, num_examples, batch_size)]
+    row = {
+      "arch": model_config.kind,
+      "num_classes": num_classes,
+      "image_shape": list(image_shape),
+      "examples": num_examples,
+      "batch_size": batch_size,
+    }
+    for method, build in (("hff", build_model), ("ff", build_ff_model)):
+      model = build(model_config, input_shape=image_shape, num_classes=num_classes, seed=seed)
+      run_all = _inference_fn(model, batches)
+      jax.block_until_ready(run_all())  # compile
+      first = _median_seconds(run_all, repeats=1)
+      row[f"{method}_seconds"] = first if first > 10 else _median_seconds(run_all, repeats=3)
+    row["ff_over_hff"] = row["ff_seconds"] / row["hff_seconds"]
+    rows.append(row)
+  return rows
+
+
+def _ratio(a: dict | None, b: dict | None, key: str) -> float | None:
+  return a[key] / b[key] if a and b else None
+
+
+def summarize(runs: list[dict]) -> dict:
+  """The ratios the benchmark exists to report."""
+  by = {(r["arch"], r["method"]): r for r in runs}
+  g = by.get
+  out = {}
+  for arch in ("mlp", "cnn"):
+    out[f"{arch}_hff_over_bp_step_time"] = _ratio(g((arch, "hff")), g((arch, "bp")), "median_step_seconds")
+    out[f"{arch}_hff_over_bp_train_temp_bytes"] = (
+      _ratio(g((arch, "hff")), g((arch, "bp")), "train_step_temp_bytes")
+      if g((arch, "hff")) and g((arch, "hff"))["train_step_temp_bytes"]
+      else None
+    )
+    if g((arch, "hff")) and g((arch, "bp")):
+      out[f"{arch}_hff_minus_bp_accuracy"] = (
+        g((arch, "hff"))["test_accuracy"] - g((arch, "bp"))["test_accuracy"]
+      )
+    out[f"{arch}_ff_over_hff_step_time"] = _ratio(g((arch, "ff")), g((arch, "hff")), "median_step_seconds")
+    out[f"{arch}_ff_over_hff_inference_time"] = _ratio(g((arch, "ff")), g((arch, "hff")), "inference_seconds")
+    if g((arch, "hff")) and g((arch, "ff")):
+      out[f"{arch}_hff_minus_ff_accuracy"] = (
+        g((arch, "hff"))["test_accuracy"] - g((arch, "ff"))["test_accuracy"]
+      )
+  return {k: v for k, v in out.items() if v is not None}
+
+
+def run_bench(
+  *,
+  quick: bool,
+  configs_dir: str = DEFAULT_CONFIGS_DIR,
+  mlp_epochs: int | None = None,
+  cnn_epochs: int | None = None,
+  scaling_classes=(10, 100, 1000),
+  scaling_examples: int = 128,
+  seed: int = 0,
+) -> dict:
+  """Runs every measurement; returns the JSON-ready report."""
+  info = machine_info()
+  runs = []
+  for arch, method in TRAINING_RUNS:
+    path = os.path.join(configs_dir, f"fashion_mnist_{arch}.py")
+    config = config_lib.load_config(path)
+    config.method = method
+    config.seed = seed
+    if quick:
+      config.dataset = "synthetic"
+      config.synthetic.num_train, config.synthetic.num_test = 512, 200
+      config.synthetic.image_shape = (16, 16, 1)
+      config.batch_size, config.num_epochs = 64, 1
+      config.model.widths = (64, 64, 64)
+      config.model.channels = (8, 16, 16)
+    else:
+      epochs = mlp_epochs if arch == "mlp" else cnn_epochs
+      if epochs:
+        config.num_epochs = epochs
+    dataset = data_lib.load_dataset(config)
+    runs.append(bench_training(config, dataset, desc=f"{arch}/{method}"))
+    r = runs[-1]
+    print(
+      f"{arch}/{method}: test {100 * r['test_accuracy']:.2f}%  step {1000 * r['median_step_seconds']:.1f} ms  "
+      f"inference {r['inference_seconds']:.3f} s",
+      file=sys.stderr,
+    )
+
+  scaling = []
+  for arch in ("mlp", "cnn"):
+    model_config = config_lib.load_config(os.path.join(configs_dir, f"fashion_mnist_{arch}.py")).model
+    image_shape = (32, 32, 3)
+    classes = tuple(scaling_classes)
+    if quick:
+      image_shape, classes = (16, 16, 3), (10, 100)
+      model_config.widths, model_config.channels = (64, 64, 64), (8, 16, 16)
+    scaling += bench_class_scaling(
+      model_config,
+      classes=classes,
+      image_shape=image_shape,
+      num_examples=scaling_examples,
+      batch_size=min(scaling_examples, 128),
+      seed=seed,
+    )
+    for row in scaling[-len(classes) :]:
+      print(f"{arch} C={row['num_classes']}: FF/HFF inference {row['ff_over_hff']:.1f}x", file=sys.stderr)
+
+  return {
+    "machine": info,
+    "machine_name": machine_name(info),
+    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    "command": " ".join(["hffjax", *sys.argv[1:]]) if sys.argv and "bench" in sys.argv else "run_bench()",
+    "quick": quick,
+    "seed": seed,
+    "dataset": "synthetic" if quick else "fashion_mnist",
+    "training": runs,
+    "ratios": summarize(runs),
+    "class_scaling": scaling,
+  }
+
+
+def _pct(x):
+  return f"{100 * x:.2f}%"
+
+
+def to_markdown(report: dict) -> str:
+  m = report["machine"]
+  lines = [
+    f"### {report['machine_name']} ({report['date'][:10]})",
+    "",
+    f"Machine: {m['cpu']}, {m['cpu_cores']} cores; JAX {m['jax_version']} on {m['backend']} "
+    f"({m['device_count']} × {m['device_kind']}). Data: {report['dataset']}. Seed {report['seed']}. "
+    f"Command: `{report['command']}`.",
+    "",
+    "| arch | method | epochs | batch | test acc (last) | ensemble | per block | median step | s/epoch "
+    "| inference, test set | inference ex/s | step temp memory |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|",
+  ]
+  for r in report["training"]:
+    mem = f"{r['train_step_temp_bytes'] / 2**20:.1f} MiB" if r["train_step_temp_bytes"] is not None else "n/a"
+    blocks = " / ".join(f"{100 * a:.1f}" for a in r["layer_accuracy"])
+    lines.append(
+      f"| {r['arch']} | {r['method']} | {r['epochs']} | {r['batch_size']} | {_pct(r['test_accuracy'])} "
+      f"| {_pct(r['ensemble_accuracy'])} | {blocks} | {1000 * r['median_step_seconds']:.1f} ms "
+      f"| {r['epoch_seconds']:.1f} | {r['inference_seconds']:.3f} s | {r['inference_examples_per_second']:.0f} "
+      f"| {mem} |"
+    )
+  lines += ["", "| ratio | value |", "|---|---|"]
+  for key, value in report["ratios"].items():
+    shown = f"{100 * value:+.2f} points" if key.endswith("accuracy") else f"{value:.2f}"
+    lines.append(f"| {key} | {shown} |")
+  lines += [
+    "",
+    "Inference time vs number of classes (synthetic, untrained, same blocks; FF runs one pass per class):",
+    "",
+    "| arch | classes | input | examples | HFF | FF | FF/HFF |",
+    "|---|---|---|---|---|---|---|",
+  ]
+  for r in report["class_scaling"]:
+    shape = "×".join(str(s) for s in r["image_shape"])
+    lines.append(
+      f"| {r['arch']} | {r['num_classes']} | {shape} | {r['examples']} | {r['hff_seconds'] * 1000:.1f} ms "
+      f"| {r['ff_seconds'] * 1000:.1f} ms | {r['ff_over_hff']:.1f}× |"
+    )
+  return "\n".join(lines) + "\n"
+
+
+BEGIN, END = "<!-- bench:{name}:begin -->", "<!-- bench:{name}:end -->"
+
+
+def update_markdown(path: str, report: dict) -> None:
+  """Replaces (or appends) this machine's section of a Markdown file."""
+  name = report["machine_name"] + ("-quick" if report["quick"] else "")
+  begin, end = BEGIN.format(name=name), END.format(name=name)
+  section = f"{begin}\n{to_markdown(report)}{end}\n"
+  text = open(path).read() if os.path.exists(path) else "# Benchmarks\n\n"
+  if begin in text and end in text:
+    text = text[: text.index(begin)] + section + text[text.index(end) + len(end) + 1 :]
+  else:
+    text = text.rstrip("\n") + "\n\n" + section
+  with open(path, "w") as f:
+    f.write(text)
+
+
+def main(out: str, *, quick: bool, markdown: str | None = None, **kwargs) -> dict:
+  report = run_bench(quick=quick, **kwargs)
+  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+  with open(out, "w") as f:
+    json.dump(report, f, indent=2)
+  if markdown:
+    update_markdown(markdown, report)
+  print(to_markdown(report))
+  return report

@@ -1,0 +1,89 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hffjax.baselines import build_bp_model, build_ff_model
+from hffjax.baselines.ff import wrong_labels
+from hffjax.config import base_config
+from hffjax.errors import HFFError
+from hffjax.train import merge_model, split_model
+
+
+def _cfg(kind="mlp"):
+  c = base_config().model
+  c.kind = kind
+  c.widths = (16, 12, 8)
+  c.channels = (4, 6)
+  c.pool = (False, True)
+  return c
+
+
+X = jax.random.uniform(jax.random.key(0), (6, 8, 8, 1), maxval=255.0)
+Y = jnp.array([0, 1, 2, 3, 4, 0])
+
+
+def test_ff_negative_labels_are_uniform_over_the_other_classes():
+  labels = jnp.tile(jnp.arange(5), 4000)
+  wrong = np.asarray(wrong_labels(jax.random.key(1), labels, 5))
+  assert not np.any(wrong == np.asarray(labels))
+  for c in range(5):
+    others = wrong[np.asarray(labels) == c]
+    counts = np.bincount(others, minlength=5)
+    assert counts[c] == 0
+    assert np.all(np.abs(counts[np.arange(5) != c] / len(others) - 0.25) < 0.04)
+
+
+def test_ff_label_is_written_over_the_first_inputs():
+  model = build_ff_model(_cfg(), input_shape=(8, 8, 1), num_classes=5, seed=0)
+  h = jnp.ones((2, 8, 8, 1)) * 7.0
+  out = model.embed(h, jnp.array([3, 0])).reshape(2, -1)
+  np.testing.assert_array_equal(out[0, :5], [0, 0, 0, 1, 0])
+  np.testing.assert_array_equal(out[1, :5], [1, 0, 0, 0, 0])
+  assert np.all(out[:, 5:] == 7.0)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_ff_inference_is_one_pass_per_class(kind):
+  model = build_ff_model(_cfg(kind), input_shape=(8, 8, 1), num_classes=5, seed=0)
+  scores = model(X)
+  assert len(scores) == model.num_blocks and scores[0].shape == (6, 5)
+  h = model.normalize_images(X)
+  for c in range(5):
+    g = model.goodness(model.embed(h, jnp.full((6,), c)), train=False)
+    for layer in range(model.num_blocks):
+      np.testing.assert_allclose(scores[layer][:, c], g[layer], rtol=1e-5)
+  # The prediction ignores the first block's goodness.
+  np.testing.assert_allclose(model.predict_scores(scores), sum(scores[1:]), rtol=1e-6)
+
+
+def test_ff_loss_is_local():
+  model = build_ff_model(_cfg(), input_shape=(8, 8, 1), num_classes=5, seed=0)
+  graphdef, params, stats = split_model(model)
+
+  def block_loss(params, k):
+    return merge_model(graphdef, params, stats).loss(X, Y, key=jax.random.key(0))[1][k]
+
+  grads = jax.grad(block_loss)(params, 2)
+  assert all(np.all(np.asarray(g) == 0) for g in jax.tree.leaves(grads["blocks"][0]))
+  assert any(np.any(np.asarray(g) != 0) for g in jax.tree.leaves(grads["blocks"][2]))
+
+
+def test_ff_refuses_more_classes_than_inputs():
+  with pytest.raises(HFFError, match="label over the first"):
+    build_ff_model(_cfg(), input_shape=(4, 4, 1), num_classes=20, seed=0)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_bp_trains_every_block_from_one_loss(kind):
+  model = build_bp_model(_cfg(kind), input_shape=(8, 8, 1), num_classes=5, seed=0)
+  graphdef, params, stats = split_model(model)
+  scores = model(X)
+  assert len(scores) == 1 and scores[0].shape == (6, 5)
+
+  def loss(params):
+    return merge_model(graphdef, params, stats).loss(X, Y, key=jax.random.key(0))[0]
+
+  grads = jax.grad(loss)(params)
+  for block in grads["blocks"].values():
+    assert any(np.any(np.asarray(g) != 0) for g in jax.tree.leaves(block))

@@ -1,0 +1,39 @@
+import json
+
+from hffjax import bench
+from hffjax.main import run
+
+TRAINING_FIELDS = {
+  "arch", "method", "epochs", "batch_size", "test_accuracy", "ensemble_accuracy", "layer_accuracy",
+  "median_step_seconds", "epoch_seconds", "train_examples_per_second", "inference_seconds",
+  "inference_examples", "inference_examples_per_second", "train_step_temp_bytes", "inference_temp_bytes",
+}
+RATIOS = {
+  "mlp_hff_over_bp_step_time", "cnn_hff_over_bp_step_time", "mlp_ff_over_hff_step_time",
+  "mlp_ff_over_hff_inference_time", "mlp_hff_minus_bp_accuracy", "cnn_hff_minus_bp_accuracy",
+  "mlp_hff_minus_ff_accuracy", "cnn_hff_over_bp_train_temp_bytes",
+}
+
+
+def test_quick_bench_report_has_every_field(tmp_path, capsys):
+  out, md = tmp_path / "quick.json", tmp_path / "README.md"
+  md.write_text("# Benchmarks\n\nintro kept\n")
+  assert run(["bench", "--out", str(out), "--quick", "--markdown", str(md), "--scaling_examples", "64"]) == 0
+  report = json.loads(out.read_text())
+  for key in ("cpu", "cpu_cores", "backend", "device_kind", "device_count", "jax_version"):
+    assert key in report["machine"]
+  assert {(r["arch"], r["method"]) for r in report["training"]} == set(bench.TRAINING_RUNS)
+  for r in report["training"]:
+    assert TRAINING_FIELDS <= set(r), TRAINING_FIELDS - set(r)
+    assert r["median_step_seconds"] > 0 and 0 <= r["test_accuracy"] <= 1
+    assert r["inference_examples"] == 200
+  assert RATIOS <= set(report["ratios"]), RATIOS - set(report["ratios"])
+  scaling = {(r["arch"], r["num_classes"]) for r in report["class_scaling"]}
+  assert scaling == {("mlp", 10), ("mlp", 100), ("cnn", 10), ("cnn", 100)}
+  for r in report["class_scaling"]:
+    assert r["ff_over_hff"] == r["ff_seconds"] / r["hff_seconds"]
+  text = md.read_text()
+  assert "intro kept" in text and "| mlp | hff |" in text and "FF/HFF" in text
+  # A second run replaces this machine's section instead of appending another.
+  bench.update_markdown(str(md), report)
+  assert md.read_text().count("| mlp | hff |") == 1
