@@ -1,21 +1,46 @@
-"""Orbax checkpoints of the whole training state, kept in ``WORKDIR/checkpoints``."""
+"""Orbax checkpoints of the whole training state, kept in ``WORKDIR/checkpoints``.
+
+Each checkpoint holds two items: ``state`` (the training-state pytree) and
+``meta`` (JSON: the state's SHA-256 fingerprint and whatever the trainer needs
+to resume exactly, such as the running sums of the current epoch). A restore
+recomputes the fingerprint, so a truncated *or* silently corrupted checkpoint
+is detected, and the previous good one is used instead.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import sys
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from hffjax.errors import HFFError
 
 
+def fingerprint(tree) -> str:
+  """SHA-256 of a pytree's leaves (path, dtype, shape and bytes), in sorted path order."""
+  h = hashlib.sha256()
+  leaves = jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]
+  for path, leaf in sorted(leaves, key=lambda item: jax.tree_util.keystr(item[0])):
+    arr = np.ascontiguousarray(np.asarray(leaf))
+    h.update(f"{jax.tree_util.keystr(path)}|{arr.dtype.str}|{arr.shape}|".encode())
+    h.update(arr.tobytes())
+  return h.hexdigest()
+
+
+def warn(message: str) -> None:
+  print(f"hffjax: warning: {message}", file=sys.stderr, flush=True)
+
+
 class Checkpoints:
   """Saves and restores a training-state pytree by step; keeps the newest ``keep``.
 
-  The state's step fixes the data position, because every epoch's order is a
-  pure function of (seed, epoch): restoring the state is enough to resume
-  with the same batches.
+  The state's step fixes the data position, because every epoch's order (and
+  every step's augmentation) is a pure function of the seed: restoring the
+  state is enough to see the same batches again.
   """
 
   def __init__(self, workdir: str, keep: int = 3):
@@ -23,6 +48,7 @@ class Checkpoints:
     self._manager = ocp.CheckpointManager(
       self.directory,
       options=ocp.CheckpointManagerOptions(max_to_keep=max(int(keep), 1), create=True),
+      item_names=("state", "meta"),
     )
 
   def latest_step(self) -> int | None:
@@ -31,22 +57,73 @@ class Checkpoints:
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
 
-  def save(self, step: int, state) -> None:
+  def save(self, step: int, state, meta: dict | None = None) -> None:
     """Starts an asynchronous save; :meth:`wait` blocks until it is on disk."""
-    self._manager.save(int(step), args=ocp.args.StandardSave(state))
+    meta = {**(meta or {}), "fingerprint": fingerprint(state)}
+    self._manager.save(
+      int(step), args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+    )
 
-  def restore(self, abstract_state, step: int | None = None):
-    """Restores ``step`` (default: the latest) into the structure and shardings of ``abstract_state``."""
-    step = self.latest_step() if step is None else step
-    if step is None:
-      raise HFFError(f"no checkpoint in {self.directory}; train first with `hffjax train`")
+  def _check_structure(self, step: int, abstract_state) -> None:
+    """Raises HFFError when a readable checkpoint holds another model's arrays."""
     try:
-      return self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
-    except Exception as e:
+      saved = self._manager.item_metadata(step)["state"]
+      saved = getattr(saved, "tree", saved)
+      saved_arrays = sorted(
+        (tuple(m.shape), np.dtype(m.dtype).str) for m in jax.tree.leaves(saved) if hasattr(m, "shape")
+      )
+    except Exception:
+      return  # Unreadable metadata: the restore that follows reports the damage.
+    wanted = sorted((tuple(a.shape), np.dtype(a.dtype).str) for a in jax.tree.leaves(abstract_state))
+    if saved_arrays and saved_arrays != wanted:
       raise HFFError(
-        f"checkpoint {step} in {self.directory} does not match this model "
-        f"({type(e).__name__}); use the config it was trained with"
-      ) from None
+        f"checkpoint {step} in {self.directory} does not match this model (its arrays have other "
+        "shapes); use the config it was trained with"
+      )
+
+  def _restore_step(self, step: int, abstract_state):
+    self._check_structure(step, abstract_state)
+    restored = self._manager.restore(
+      step,
+      args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()),
+    )
+    state, meta = restored["state"], dict(restored["meta"])
+    if meta.get("fingerprint") != fingerprint(state):
+      raise ValueError("its contents do not match the fingerprint saved with it")
+    return state, meta
+
+  def restore(self, abstract_state, step: int | None = None, *, delete_damaged: bool = False):
+    """Restores ``step``, or the newest checkpoint that is intact, into ``abstract_state``'s structure.
+
+    A damaged checkpoint (unreadable, truncated, or failing its fingerprint)
+    is skipped with a one-line warning and, with ``delete_damaged``, removed so
+    that training can write that step again.
+
+    Returns:
+      ``(step, state, meta)``.
+
+    Raises:
+      HFFError: there is no checkpoint, none is intact, or the state does not
+        match ``abstract_state`` (another model or config).
+    """
+    steps = [step] if step is not None else self.all_steps()[::-1]
+    if not steps:
+      raise HFFError(f"no checkpoint in {self.directory}; train first with `hffjax train`")
+    for i, s in enumerate(steps):
+      try:
+        state, meta = self._restore_step(s, abstract_state)
+        return s, state, meta
+      except HFFError:
+        raise
+      except Exception as e:  # Orbax and TensorStore raise many types for damaged files.
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}" if str(e) else type(e).__name__
+        later = f"falling back to checkpoint {steps[i + 1]}" if i + 1 < len(steps) else "no older one is left"
+        warn(f"checkpoint {s} in {self.directory} is damaged ({reason}); {later}")
+        if delete_damaged:
+          self._manager.delete(s)
+    raise HFFError(
+      f"no intact checkpoint in {self.directory}; delete that folder (or train with --overwrite) to start over"
+    )
 
   def wait(self) -> None:
     self._manager.wait_until_finished()

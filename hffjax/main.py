@@ -20,6 +20,9 @@ def _parser() -> argparse.ArgumentParser:
   )
   t.add_argument("--config", required=True, help="config file, e.g. configs/fashion_mnist_mlp.py")
   t.add_argument("--workdir", required=True, help="where checkpoints and metrics.jsonl go")
+  t.add_argument(
+    "--overwrite", action="store_true", help="discard a run in --workdir trained with another config"
+  )
   t.add_argument("--debug", action="store_true", help="show full tracebacks")
   e = sub.add_parser("eval", help="evaluate the latest checkpoint of a workdir")
   e.add_argument("--workdir", required=True)
@@ -70,7 +73,7 @@ def run(argv: list[str]) -> int:
     if args.command == "train":
       config = config_lib.load_config(args.config)
       config_lib.apply_overrides(config, overrides)
-      result = train.train_and_evaluate(config, args.workdir)
+      result = train.train_and_evaluate(config, args.workdir, overwrite=args.overwrite)
       print(train.format_summary(result))
       print(
         json.dumps(

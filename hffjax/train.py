@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import json
 import os
+import shutil
 import time
 from collections.abc import Sequence
 
@@ -24,7 +25,7 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from hffjax import baselines, parallel
+from hffjax import baselines, metrics_log, parallel
 from hffjax import checkpoint as ckpt_lib
 from hffjax import config as config_lib
 from hffjax import data as data_lib
@@ -324,14 +325,6 @@ def _all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
-def _append_jsonl(path: str, record: dict) -> None:
-  # One write of one whole line, so a killed run never leaves half a record.
-  with open(path, "a") as f:
-    f.write(json.dumps(record) + "\n")
-    f.flush()
-    os.fsync(f.fileno())
-
-
 def _to_state(tree: dict) -> TrainState:
   return TrainState(**tree)
 
@@ -360,35 +353,66 @@ def format_summary(result: dict) -> str:
   return "\n".join(lines)
 
 
+def _prepare_workdir(config: ml_collections.ConfigDict, workdir: str, overwrite: bool) -> None:
+  """Refuses a workdir trained with another config (but for num_epochs) unless ``overwrite``."""
+  config_path = os.path.join(workdir, "config.json")
+  if os.path.isfile(config_path):
+    with open(config_path) as f:
+      saved = json.loads(f.read())
+    now = json.loads(config_lib.to_json(config))
+    changed = sorted(k for k in set(saved) | set(now) if k != "num_epochs" and saved.get(k) != now.get(k))
+    if changed and not overwrite:
+      raise HFFError(
+        f"{workdir} holds a run with a different config ({', '.join(changed)} differ); "
+        "use another --workdir, or --overwrite to discard that run"
+      )
+    if changed or overwrite:
+      shutil.rmtree(os.path.join(workdir, "checkpoints"), ignore_errors=True)
+      for name in (metrics_log.FILENAME, "config.json", "data.json"):
+        if os.path.exists(os.path.join(workdir, name)):
+          os.remove(os.path.join(workdir, name))
+  os.makedirs(workdir, exist_ok=True)
+  with open(config_path, "w") as f:
+    f.write(config_lib.to_json(config))
+
+
 def train_and_evaluate(
   config: ml_collections.ConfigDict,
   workdir: str,
   *,
   dataset: data_lib.Dataset | None = None,
   progress: bool | None = None,
+  overwrite: bool = False,
 ) -> dict:
   """Trains (resuming from ``workdir`` if it holds checkpoints) and evaluates each epoch.
 
   Writes ``workdir/config.json``, ``workdir/metrics.jsonl`` (one record per
-  evaluation) and Orbax checkpoints in ``workdir/checkpoints``.
+  evaluation) and Orbax checkpoints in ``workdir/checkpoints``. A run killed at
+  any point and started again with the same arguments ends with the same
+  parameters and metrics as one that was never interrupted.
+
+  Args:
+    config: the run's config.
+    workdir: where the run lives.
+    dataset: use this instead of loading ``config.dataset``.
+    progress: show a progress bar (default: when stderr is a terminal).
+    overwrite: discard a run in ``workdir`` that was trained with another config.
 
   Returns:
     The last evaluation record.
   """
   exp = setup(config, dataset)
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config_lib.to_json(config))
+  _prepare_workdir(config, workdir, overwrite)
   with open(os.path.join(workdir, "data.json"), "w") as f:
     json.dump({"image_shape": exp.dataset.image_shape, "num_classes": exp.dataset.num_classes}, f)
-  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  metrics_path = os.path.join(workdir, metrics_log.FILENAME)
   ckpts = ckpt_lib.Checkpoints(workdir, keep=config.keep_checkpoints)
-  state = exp.initial_state
-  start = ckpts.latest_step()
-  if start is not None:
-    state = _to_state(ckpts.restore(exp.abstract_state(), start))
+  state, meta, last_saved = exp.initial_state, {}, None
+  if ckpts.all_steps():
+    last_saved, tree, meta = ckpts.restore(exp.abstract_state(), delete_damaged=True)
+    state = _to_state(tree)
   start = int(state.step)
-  last_saved = start if ckpts.latest_step() is not None else None
+  metrics_log.keep_up_to(metrics_path, last_saved)
 
   train_step, eval_fn = exp.train_fn(), exp.eval_fn()
   ds, spe, total = exp.dataset, exp.steps_per_epoch, exp.total_steps
@@ -411,7 +435,7 @@ def train_and_evaluate(
     step = start
     while step < total:
       epoch, offset = divmod(step, spe)
-      meter = _EpochMeter(exp.num_outputs, config.batch_size)
+      meter = _EpochMeter(exp.num_outputs, config.batch_size, meta.get("epoch_meter") if offset else None)
       pending = None  # the previous step's metrics: fetched one step late, so dispatch never waits
       for images, labels in data_lib.train_batches(ds, config.batch_size, config.seed, epoch, offset):
         state, metrics = train_step(state, *parallel.global_batch(exp.mesh, images, labels))
@@ -423,7 +447,7 @@ def train_and_evaluate(
         if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0 and step % spe:
           consume(meter, *pending, last_saved)
           pending = None
-          last_saved = _save(ckpts, state, step, last_saved)
+          last_saved = _save(ckpts, state, step, last_saved, {"epoch_meter": meter.to_dict()})
       if pending is not None:
         consume(meter, *pending, last_saved)
       train_seconds = meter.seconds()
@@ -438,7 +462,7 @@ def train_and_evaluate(
         "eval_examples_per_second": result["examples_per_second"],
         "time": time.time(),
       }
-      _append_jsonl(metrics_path, record)
+      metrics_log.append(metrics_path, record)
       last_saved = _save(ckpts, state, step, last_saved)
       accs = "/".join(f"{100 * a:.1f}" for a in result["layer_accuracy"])
       bar.write(
@@ -459,13 +483,27 @@ def train_and_evaluate(
 class _EpochMeter:
   """Running sums of one epoch's training metrics, on the host."""
 
-  def __init__(self, num_blocks: int, batch_size: int):
+  def __init__(self, num_blocks: int, batch_size: int, saved: dict | None = None):
+    """Starts an epoch, or continues one from :meth:`to_dict` of a checkpoint."""
     self.batch_size = batch_size
     self.steps = 0
     self.loss = 0.0
     self.block_loss = np.zeros(num_blocks)
     self.block_correct = None  # stays None for methods that do not score classes while training
+    if saved:
+      self.steps, self.loss = saved["steps"], saved["loss"]
+      self.block_loss = np.asarray(saved["block_loss"], np.float64)
+      if saved["block_correct"] is not None:
+        self.block_correct = np.asarray(saved["block_correct"], np.int64)
     self.start = time.perf_counter()
+
+  def to_dict(self) -> dict:
+    return {
+      "steps": self.steps,
+      "loss": self.loss,
+      "block_loss": self.block_loss.tolist(),
+      "block_correct": None if self.block_correct is None else self.block_correct.tolist(),
+    }
 
   @property
   def seen(self) -> int:
@@ -501,14 +539,17 @@ class _EpochMeter:
     }
 
 
-def _save(ckpts: ckpt_lib.Checkpoints, state: TrainState, step: int, last_saved: int | None) -> int | None:
+def _save(
+  ckpts: ckpt_lib.Checkpoints, state: TrainState, step: int, last_saved: int | None, meta: dict | None = None
+) -> int | None:
+  """Saves ``state`` unless it is non-finite (then the last good checkpoint stays the newest)."""
   if not bool(_all_finite(state.params)):
     raise HFFError(
       f"parameters became non-finite by step {step}; checkpoint {last_saved} is kept; lower learning_rate"
     )
   if last_saved == step:
     return last_saved
-  ckpts.save(step, state.to_dict())
+  ckpts.save(step, state.to_dict(), meta)
   return step
 
 
@@ -538,8 +579,8 @@ def restore_experiment(workdir: str, data_dir: str | None = None) -> tuple[Exper
       )
   ckpts = ckpt_lib.Checkpoints(workdir, keep=config.keep_checkpoints)
   try:
-    step = ckpts.latest_step()
-    state = _to_state(ckpts.restore(exp.abstract_state(), step))
+    step, tree, _ = ckpts.restore(exp.abstract_state())
+    state = _to_state(tree)
   finally:
     ckpts.close()
   return exp, state, step
@@ -555,4 +596,9 @@ def evaluate_workdir(workdir: str, data_dir: str | None = None) -> dict:
   result = evaluate(
     eval_fn, state, exp.dataset.test_images, exp.dataset.test_labels, exp.mesh, exp.eval_batch_size
   )
-  return {"step": step, "epoch": step / exp.steps_per_epoch, **result}
+  return {
+    "step": step,
+    "epoch": step / exp.steps_per_epoch,
+    **result,
+    "params_fingerprint": ckpt_lib.fingerprint(state.params),
+  }

@@ -4,14 +4,31 @@ from hffjax import bench
 from hffjax.main import run
 
 TRAINING_FIELDS = {
-  "arch", "method", "epochs", "batch_size", "test_accuracy", "ensemble_accuracy", "layer_accuracy",
-  "median_step_seconds", "epoch_seconds", "train_examples_per_second", "inference_seconds",
-  "inference_examples", "inference_examples_per_second", "train_step_temp_bytes", "inference_temp_bytes",
+  "arch",
+  "method",
+  "epochs",
+  "batch_size",
+  "test_accuracy",
+  "ensemble_accuracy",
+  "layer_accuracy",
+  "median_step_seconds",
+  "epoch_seconds",
+  "train_examples_per_second",
+  "inference_seconds",
+  "inference_examples",
+  "inference_examples_per_second",
+  "train_step_temp_bytes",
+  "inference_temp_bytes",
 }
 RATIOS = {
-  "mlp_hff_over_bp_step_time", "cnn_hff_over_bp_step_time", "mlp_ff_over_hff_step_time",
-  "mlp_ff_over_hff_inference_time", "mlp_hff_minus_bp_accuracy", "cnn_hff_minus_bp_accuracy",
-  "mlp_hff_minus_ff_accuracy", "cnn_hff_over_bp_train_temp_bytes",
+  "mlp_hff_over_bp_step_time",
+  "cnn_hff_over_bp_step_time",
+  "mlp_ff_over_hff_step_time",
+  "mlp_ff_over_hff_inference_time",
+  "mlp_hff_minus_bp_accuracy",
+  "cnn_hff_minus_bp_accuracy",
+  "mlp_hff_minus_ff_accuracy",
+  "cnn_hff_over_bp_train_temp_bytes",
 }
 
 

@@ -10,6 +10,7 @@ from conftest import ROOT
 
 from hffjax import checkpoint as ckpt_lib
 from hffjax import parallel, predict, train
+from hffjax.data import train_batches
 from hffjax.errors import HFFError
 
 
@@ -48,20 +49,20 @@ def test_checkpoint_round_trip(tiny_config, tmp_path):
   exp = train.setup(tiny_config)
   step_fn = exp.train_fn()
   state = jax.tree.map(lambda x: x.copy(), exp.initial_state)
-  x, y = next(iter(__import__("hffjax.data", fromlist=["x"]).train_batches(exp.dataset, 32, 0, 0)))
+  x, y = next(train_batches(exp.dataset, 32, 0, 0))
   state, _ = step_fn(state, *parallel.global_batch(exp.mesh, x, y))
   ckpts = ckpt_lib.Checkpoints(str(tmp_path), keep=2)
-  ckpts.save(1, state.to_dict())
+  ckpts.save(1, state.to_dict(), {"epoch_meter": {"steps": 1}})
   ckpts.wait()
-  restored = ckpts.restore(exp.abstract_state())
+  step, restored, meta = ckpts.restore(exp.abstract_state())
   ckpts.close()
+  assert step == 1 and meta["epoch_meter"] == {"steps": 1}
+  assert meta["fingerprint"] == ckpt_lib.fingerprint(state.to_dict())
   for a, b in zip(jax.tree.leaves(state.to_dict()), jax.tree.leaves(restored), strict=True):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   assert int(restored["step"]) == 1
 
 
-# Orbax's reader threads report the aborted read after the test has its answer.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_restore_into_a_different_model_is_refused(tiny_config, tmp_path):
   exp = train.setup(tiny_config)
   ckpts = ckpt_lib.Checkpoints(str(tmp_path))
