@@ -1,0 +1,186 @@
+"""Interrupted runs resume exactly, damaged checkpoints fall back, nothing is lost."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ROOT
+
+from hffjax import metrics_log
+from hffjax.main import run
+
+TINY = os.path.join(ROOT, "configs", "tiny.py")
+# Long enough (a few seconds) to be killed in the middle, with a checkpoint every 16 steps.
+SLOW = [
+  "--config.synthetic.num_train=4096",
+  "--config.synthetic.image_shape=(28, 28, 1)",
+  "--config.model.widths=(384, 384)",
+  "--config.num_epochs=4",
+  "--config.checkpoint_every_steps=16",
+]
+
+
+def _train_argv(workdir, *extra):
+  return [sys.executable, "-m", "hffjax", "train", "--config", TINY, "--workdir", str(workdir), *SLOW, *extra]
+
+
+def _eval(workdir) -> dict:
+  proc = subprocess.run(
+    [sys.executable, "-m", "hffjax", "eval", "--workdir", str(workdir)],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _without_wall_clock(records):
+  return [{k: v for k, v in r.items() if k not in metrics_log.WALL_CLOCK_KEYS} for r in records]
+
+
+def test_sigkill_at_a_random_point_then_resume_is_bit_identical(tmp_path):
+  reference = tmp_path / "reference"
+  done = subprocess.run(_train_argv(reference), cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-2000:]
+
+  rng = random.Random()
+  for _ in range(3):
+    interrupted = tmp_path / f"interrupted{_}"
+    proc = subprocess.Popen(
+      _train_argv(interrupted), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 300
+    while not (interrupted / "checkpoints").is_dir() or not any(
+      p.name.isdigit() for p in (interrupted / "checkpoints").iterdir()
+    ):
+      assert proc.poll() is None and time.time() < deadline, "training ended before its first checkpoint"
+      time.sleep(0.02)
+    time.sleep(rng.uniform(0.0, 1.0))
+    proc.send_signal(signal.SIGKILL)
+    if proc.wait() == -signal.SIGKILL:
+      break
+  assert proc.returncode == -signal.SIGKILL, "could not kill the run before it finished"
+  resumed = subprocess.run(_train_argv(interrupted), cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+  assert _eval(interrupted)["params_fingerprint"] == _eval(reference)["params_fingerprint"]
+  got = metrics_log.read(str(interrupted / "metrics.jsonl"))
+  want = metrics_log.read(str(reference / "metrics.jsonl"))
+  assert _without_wall_clock(got) == _without_wall_clock(want)
+
+
+def test_same_config_and_seed_give_identical_metrics(tiny_config, tmp_path):
+  from hffjax.train import train_and_evaluate
+
+  runs = []
+  for name in ("a", "b"):
+    train_and_evaluate(tiny_config, str(tmp_path / name), progress=False)
+    runs.append(metrics_log.read(str(tmp_path / name / "metrics.jsonl")))
+  assert len(runs[0]) == tiny_config.num_epochs
+  assert _without_wall_clock(runs[0]) == _without_wall_clock(runs[1])
+
+
+def _largest_file(folder):
+  files = [os.path.join(d, f) for d, _, fs in os.walk(folder) for f in fs]
+  return max(files, key=os.path.getsize)
+
+
+def _trained(tmp_path, capsys):
+  workdir = tmp_path / "w"
+  assert run(["train", "--config", TINY, "--workdir", str(workdir), "--config.num_epochs=3"]) == 0
+  capsys.readouterr()
+  return workdir
+
+
+@pytest.mark.parametrize("damage", ["truncate", "corrupt"])
+def test_damaged_latest_checkpoint_falls_back(tmp_path, capsys, damage):
+  workdir = _trained(tmp_path, capsys)
+  steps = sorted(int(p) for p in os.listdir(workdir / "checkpoints") if p.isdigit())
+  assert steps == [8, 16, 24]
+  target = _largest_file(workdir / "checkpoints" / "24" / "state")
+  raw = open(target, "rb").read()
+  if damage == "truncate":
+    raw = raw[: len(raw) // 2]
+  else:
+    middle = len(raw) // 2
+    raw = raw[:middle] + bytes(b ^ 0xFF for b in raw[middle : middle + 64]) + raw[middle + 64 :]
+  open(target, "wb").write(raw)
+
+  assert run(["eval", "--workdir", str(workdir)]) == 0
+  out = capsys.readouterr()
+  assert json.loads(out.out.strip().splitlines()[-1])["step"] == 16
+  warnings = [line for line in out.err.splitlines() if "warning" in line]
+  assert (
+    len(warnings) == 1 and "checkpoint 24" in warnings[0] and "falling back to checkpoint 16" in warnings[0]
+  )
+
+  # Training falls back too, redoes the lost epoch, and ends where it should.
+  assert run(["train", "--config", TINY, "--workdir", str(workdir), "--config.num_epochs=3"]) == 0
+  assert "falling back to checkpoint 16" in capsys.readouterr().err
+  records = metrics_log.read(str(workdir / "metrics.jsonl"))
+  assert [r["step"] for r in records] == [8, 16, 24]
+
+
+def test_no_intact_checkpoint_is_a_clear_error(tmp_path, capsys):
+  workdir = _trained(tmp_path, capsys)
+  for step in os.listdir(workdir / "checkpoints"):
+    target = _largest_file(workdir / "checkpoints" / step / "state")
+    open(target, "wb").write(b"")
+  assert run(["eval", "--workdir", str(workdir)]) != 0
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err[-1].startswith("hffjax: error: no intact checkpoint")
+  assert "Traceback" not in "\n".join(err)
+
+
+def test_workdir_with_another_config_is_refused_unless_overwrite(tmp_path, capsys):
+  workdir = _trained(tmp_path, capsys)
+  before = open(workdir / "metrics.jsonl").read()
+  argv = ["train", "--config", TINY, "--workdir", str(workdir), "--config.learning_rate=0.01"]
+  assert run(argv) != 0
+  err = capsys.readouterr().err.strip()
+  assert len(err.splitlines()) == 1 and "learning_rate differ" in err and "--overwrite" in err
+  assert open(workdir / "metrics.jsonl").read() == before  # nothing was touched
+  assert run([*argv, "--overwrite", "--config.num_epochs=1"]) == 0
+  records = metrics_log.read(str(workdir / "metrics.jsonl"))
+  assert [r["step"] for r in records] == [8]
+
+
+def test_partial_metrics_line_is_skipped_and_repaired(tmp_path, capsys):
+  workdir = _trained(tmp_path, capsys)
+  path = str(workdir / "metrics.jsonl")
+  with open(path, "a") as f:
+    f.write('{"step": 99, "epo')
+  assert [r["step"] for r in metrics_log.read(path)] == [8, 16, 24]
+  assert "partial last line" in capsys.readouterr().err
+  # A resumed run drops the partial line before appending.
+  assert run(["train", "--config", TINY, "--workdir", str(workdir), "--config.num_epochs=4"]) == 0
+  assert [r["step"] for r in metrics_log.read(path)] == [8, 16, 24, 32]
+  assert open(path).read().endswith("}\n")
+
+
+def test_truncated_idx_file_from_the_command_line(tmp_path, capsys):
+  from test_data import write_idx_folder
+
+  write_idx_folder(tmp_path)
+  path = tmp_path / "t10k-images-idx3-ubyte.gz"
+  path.write_bytes(path.read_bytes()[:-200])
+  code = run(
+    [
+      "train",
+      "--config",
+      TINY,
+      "--workdir",
+      str(tmp_path / "w"),
+      "--config.dataset=fashion_mnist",
+      f"--config.data_dir={tmp_path}",
+    ]
+  )
+  err = capsys.readouterr().err.strip()
+  assert code != 0 and len(err.splitlines()) == 1 and "t10k-images-idx3-ubyte.gz" in err
