@@ -87,3 +87,28 @@ def test_bp_trains_every_block_from_one_loss(kind):
   grads = jax.grad(loss)(params)
   for block in grads["blocks"].values():
     assert any(np.any(np.asarray(g) != 0) for g in jax.tree.leaves(block))
+
+
+def _compiled_convolutions(method: str) -> int:
+  import re
+
+  from hffjax import parallel, train
+  from hffjax.data import make_synthetic
+
+  c = base_config()
+  c.method, c.batch_size = method, 8
+  c.model = _cfg("cnn")
+  c.model.channels, c.model.pool = (4, 6, 8), (False, True, True)
+  ds = make_synthetic(num_train=16, num_test=4, image_shape=(8, 8, 1), num_classes=5, seed=0)
+  exp = train.setup(c, dataset=ds)
+  x, y = parallel.global_batch(exp.mesh, ds.train_images[:8], ds.train_labels[:8])
+  hlo = exp.train_fn().lower(exp.initial_state, x, y).compile().as_text()
+  return len(re.findall(r"= \S+ convolution\(", hlo))
+
+
+def test_hff_step_computes_no_input_gradient_convolutions():
+  """With stop-gradient, the compiled HFF step has only forward and weight-gradient convolutions."""
+  num_blocks = 3
+  assert _compiled_convolutions("hff") == 2 * num_blocks
+  # Backprop also needs the gradient with respect to every block's input but the first.
+  assert _compiled_convolutions("bp") == 3 * num_blocks - 1
