@@ -33,6 +33,21 @@ IDX_FILES = {
   "test_labels": "t10k-labels-idx1-ubyte.gz",
 }
 DATA_DIR_ENV = "HFFJAX_DATA_DIR"
+CLASS_NAMES = {
+  "fashion_mnist": [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+  ],
+  "mnist": [str(d) for d in range(10)],
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,12 +236,22 @@ def load_dataset(config) -> Dataset:
       num_classes=s.num_classes,
       seed=config.seed,
     )
+  elif name in IDX_DATASETS and _tfds_prepared(name, config.data_dir) and not _has_idx(config.data_dir):
+    ds = load_tfds_dataset(name, config.data_dir)  # e.g. prepared by TFDS in a notebook
   elif name in IDX_DATASETS:
     ds = load_idx_dataset(name, config.data_dir or None)
   else:
     ds = load_tfds_dataset(name, config.data_dir or None)
   validate(ds)
   return ds
+
+
+def _has_idx(data_dir: str) -> bool:
+  return bool(data_dir) and os.path.isfile(os.path.join(data_dir, IDX_FILES["train_images"]))
+
+
+def _tfds_prepared(name: str, data_dir: str) -> bool:
+  return bool(data_dir) and os.path.isdir(os.path.join(data_dir, name))
 
 
 def validate(ds: Dataset) -> None:

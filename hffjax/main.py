@@ -28,6 +28,11 @@ def _parser() -> argparse.ArgumentParser:
   e.add_argument("--workdir", required=True)
   e.add_argument("--data_dir", default=None, help="override the data dir saved with the run")
   e.add_argument("--debug", action="store_true", help="show full tracebacks")
+  pl = sub.add_parser("plot", help="write a trained run's figures as PNG")
+  pl.add_argument("--workdir", required=True)
+  pl.add_argument("--out", default=None, help="folder for the PNGs (default: WORKDIR/plots)")
+  pl.add_argument("--data_dir", default=None, help="override the data dir saved with the run")
+  pl.add_argument("--debug", action="store_true", help="show full tracebacks")
   b = sub.add_parser("bench", help="side-by-side benchmark: HFF vs Forward-Forward vs backprop")
   b.add_argument("--out", required=True, help="JSON report, e.g. benchmarks/results/<machine>.json")
   b.add_argument("--quick", action="store_true", help="synthetic data and small models: seconds")
@@ -82,6 +87,13 @@ def run(argv: list[str]) -> int:
       )
     elif args.command == "eval":
       print(json.dumps(train.evaluate_workdir(args.workdir, args.data_dir)))
+    elif args.command == "plot":
+      try:
+        from hffjax import plots
+      except ImportError as e:
+        raise HFFError(f"`hffjax plot` needs matplotlib ({e}); pip install 'hffjax[plot]'") from None
+      for path in plots.write_figures(args.workdir, args.out, args.data_dir):
+        print(path)
     elif args.command == "bench":
       from hffjax import bench
 
