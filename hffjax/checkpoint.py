@@ -48,7 +48,7 @@ class Checkpoints:
     self._manager = ocp.CheckpointManager(
       self.directory,
       options=ocp.CheckpointManagerOptions(max_to_keep=max(int(keep), 1), create=True),
-      item_names=("state", "meta"),
+      item_handlers={"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()},
     )
 
   def latest_step(self) -> int | None:
