@@ -84,7 +84,7 @@ def read_idx(path: str) -> np.ndarray:
     HFFError: the file is missing, truncated, or not an unsigned-byte IDX file.
   """
   if not os.path.isfile(path):
-    raise HFFError(f"missing data file {path}")
+    raise HFFError(f"missing data file {path}; put the dataset's IDX files there")
   opener = gzip.open if path.endswith(".gz") else open
   try:
     with opener(path, "rb") as f:
@@ -116,8 +116,12 @@ def find_idx_dir(name: str, data_dir: str | None) -> str:
   if name in DEFAULT_DIRS:
     candidates.append(DEFAULT_DIRS[name])
   for d in candidates:
-    if os.path.isfile(os.path.join(d, IDX_FILES["train_images"])):
+    present = [f for f in IDX_FILES.values() if os.path.isfile(os.path.join(d, f))]
+    if len(present) == len(IDX_FILES):
       return d
+    if present:
+      missing = [f for f in IDX_FILES.values() if f not in present]
+      raise HFFError(f"data dir {d} lacks {', '.join(missing)}; put all four IDX .gz files of {name} there")
   if data_dir:
     missing = [f for f in IDX_FILES.values() if not os.path.isfile(os.path.join(data_dir, f))]
     raise HFFError(

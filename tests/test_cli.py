@@ -80,39 +80,29 @@ def test_missing_config_file(capsys, tmp_path):
   _expect_error(capsys, ["train", "--config", "nope.py", "--workdir", str(tmp_path)], "not found")
 
 
-def test_data_dir_missing_a_file(capsys, tmp_path):
-  write_idx_folder(tmp_path)
-  os.remove(tmp_path / "train-labels-idx1-ubyte.gz")
-  _expect_error(
-    capsys,
-    [
-      "train",
-      "--config",
-      TINY,
-      "--workdir",
-      str(tmp_path / "w"),
-      "--config.dataset=fashion_mnist",
-      f"--config.data_dir={tmp_path}",
-    ],
-    "train-labels-idx1-ubyte.gz",
-  )
+def _damage_missing_file(folder):
+  os.remove(folder / "train-labels-idx1-ubyte.gz")
 
 
-def test_label_out_of_range(capsys, tmp_path):
-  write_idx_folder(tmp_path, max_label=12, seed=3)
-  _expect_error(
-    capsys,
-    [
-      "train",
-      "--config",
-      TINY,
-      "--workdir",
-      str(tmp_path / "w"),
-      "--config.dataset=mnist",
-      f"--config.data_dir={tmp_path}",
-    ],
-    "outside [0, 10)",
-  )
+def _damage_truncated(folder):
+  path = folder / "t10k-images-idx3-ubyte.gz"
+  path.write_bytes(path.read_bytes()[:-200])
+
+
+@pytest.mark.parametrize(
+  "damage,max_label,fragment",
+  [
+    (_damage_missing_file, 9, "lacks train-labels-idx1-ubyte.gz"),
+    (_damage_truncated, 9, "t10k-images-idx3-ubyte.gz"),
+    (None, 12, "outside [0, 10)"),
+  ],
+)
+def test_bad_idx_data_is_one_line(capsys, tmp_path, damage, max_label, fragment):
+  write_idx_folder(tmp_path, max_label=max_label, seed=3)
+  if damage:
+    damage(tmp_path)
+  argv = ["train", "--config", TINY, "--workdir", str(tmp_path / "w"), "--config.dataset=fashion_mnist"]
+  _expect_error(capsys, [*argv, f"--config.data_dir={tmp_path}"], fragment)
 
 
 def test_eval_without_a_run(capsys, tmp_path):

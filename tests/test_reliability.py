@@ -163,24 +163,3 @@ def test_partial_metrics_line_is_skipped_and_repaired(tmp_path, capsys):
   assert run(["train", "--config", TINY, "--workdir", str(workdir), "--config.num_epochs=4"]) == 0
   assert [r["step"] for r in metrics_log.read(path)] == [8, 16, 24, 32]
   assert open(path).read().endswith("}\n")
-
-
-def test_truncated_idx_file_from_the_command_line(tmp_path, capsys):
-  from test_data import write_idx_folder
-
-  write_idx_folder(tmp_path)
-  path = tmp_path / "t10k-images-idx3-ubyte.gz"
-  path.write_bytes(path.read_bytes()[:-200])
-  code = run(
-    [
-      "train",
-      "--config",
-      TINY,
-      "--workdir",
-      str(tmp_path / "w"),
-      "--config.dataset=fashion_mnist",
-      f"--config.data_dir={tmp_path}",
-    ]
-  )
-  err = capsys.readouterr().err.strip()
-  assert code != 0 and len(err.splitlines()) == 1 and "t10k-images-idx3-ubyte.gz" in err
