@@ -113,12 +113,17 @@ def _predict(graphdef, state, images, mode, blocks):
 
 
 def predict(model: HFFNet, images, mode: str = "last", blocks: Sequence[int] | None = None) -> jax.Array:
-  """Predicted classes for raw images (pixel values 0–255) in one forward pass.
+  """Predicted classes for raw images (pixel values 0–255).
+
+  An HFF model needs one forward pass for this; a Forward-Forward baseline
+  model runs one pass per class.
 
   Args:
-    model: a trained :class:`HFFNet`.
+    model: a trained :class:`HFFNet` (or a baseline model).
     images: ``[B, H, W, K]``.
-    mode: ``"last"`` or ``"ensemble"`` (see :func:`combine_logits`).
+    mode: ``"last"``, the model's own rule (HFF and backprop: the last block;
+      Forward-Forward: goodness summed over every block but the first), or
+      ``"ensemble"`` (see :func:`combine_logits`).
     blocks: blocks the ensemble sums; default all.
 
   Returns:
