@@ -1,10 +1,9 @@
 import os
 
 import pytest
+from conftest import ROOT
 
 from hffjax.main import run
-
-from conftest import ROOT
 
 TINY = os.path.join(ROOT, "configs", "tiny.py")
 FIGURES = ("accuracy", "prototypes", "features_pca", "prediction_rules", "inference_time")
