@@ -1,6 +1,5 @@
 import os
 
-import pytest
 from conftest import ROOT
 
 from hffjax.main import run
