@@ -177,6 +177,79 @@ def bench_class_scaling(
   return rows
 
 
+def _median_step_seconds(config, dataset: data_lib.Dataset, steps: int, warmup: int = 3) -> float:
+  """Median time of one synchronised training step on a fixed batch, after ``warmup`` steps."""
+  exp = train.setup(config, dataset)
+  batch = parallel.global_batch(
+    exp.mesh, dataset.train_images[: config.batch_size], dataset.train_labels[: config.batch_size]
+  )
+  state = exp.initial_state
+  step_fn = exp.train_fn().lower(state, *batch).compile()
+  times = []
+  for i in range(warmup + steps):
+    start = time.perf_counter()
+    state, metrics = step_fn(state, *batch)
+    jax.block_until_ready(metrics)
+    if i >= warmup:
+      times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def bench_speed(
+  *,
+  configs_dir: str = DEFAULT_CONFIGS_DIR,
+  batch_size: int = 512,
+  image_shape=(32, 32, 3),
+  classes=(10, 100),
+  dtypes=("float32", "bfloat16"),
+  steps: int = 20,
+  seed: int = 0,
+  small: bool = False,
+) -> list[dict]:
+  """Step and inference times of HFF, BP and FF on CIFAR-shaped synthetic data (no accuracy)."""
+  rows = []
+  for arch in ("mlp", "cnn"):
+    for dtype in dtypes:
+      for num_classes in classes:
+        config = config_lib.load_config(os.path.join(configs_dir, f"fashion_mnist_{arch}.py"))
+        config.dataset, config.seed, config.batch_size, config.num_epochs = "synthetic", seed, batch_size, 1
+        config.model.dtype = dtype
+        if small:
+          config.model.widths, config.model.channels = (64, 64, 64), (8, 16, 16)
+        ds = data_lib.make_synthetic(
+          num_train=batch_size,
+          num_test=batch_size,
+          image_shape=tuple(image_shape),
+          num_classes=num_classes,
+          seed=seed,
+        )
+        row = {
+          "arch": arch,
+          "dtype": dtype,
+          "num_classes": num_classes,
+          "batch_size": batch_size,
+          "image_shape": list(image_shape),
+        }
+        for method in ("hff", "bp", "ff"):
+          config.method = method
+          row[f"{method}_step_seconds"] = _median_step_seconds(config, ds, steps)
+        for method, build in (("hff", build_model), ("ff", build_ff_model)):
+          model = build(config.model, input_shape=tuple(image_shape), num_classes=num_classes, seed=seed)
+          run_all = _inference_fn(model, [ds.test_images])
+          jax.block_until_ready(run_all())  # compile
+          row[f"{method}_inference_seconds"] = _median_seconds(run_all, repeats=5)
+        row["hff_over_bp_step_time"] = row["hff_step_seconds"] / row["bp_step_seconds"]
+        row["ff_over_hff_step_time"] = row["ff_step_seconds"] / row["hff_step_seconds"]
+        row["ff_over_hff_inference_time"] = row["ff_inference_seconds"] / row["hff_inference_seconds"]
+        rows.append(row)
+        print(
+          f"{arch} {dtype} C={num_classes}: HFF/BP step {row['hff_over_bp_step_time']:.2f}, "
+          f"FF/HFF inference {row['ff_over_hff_inference_time']:.1f}x",
+          file=sys.stderr,
+        )
+  return rows
+
+
 def _ratio(a: dict | None, b: dict | None, key: str) -> float | None:
   return a[key] / b[key] if a and b else None
 
@@ -264,6 +337,7 @@ def run_bench(
       print(f"{arch} C={row['num_classes']}: FF/HFF inference {row['ff_over_hff']:.1f}x", file=sys.stderr)
 
   return {
+    "kind": "training",
     "machine": info,
     "machine_name": machine_name(info),
     "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -281,15 +355,40 @@ def _pct(x):
   return f"{100 * x:.2f}%"
 
 
-def to_markdown(report: dict) -> str:
+def _header(report: dict) -> list[str]:
   m = report["machine"]
-  lines = [
-    f"### {report['machine_name']} ({report['date'][:10]})",
+  kind = "speed" if report.get("kind") == "speed" else "training and inference"
+  return [
+    f"### {report['machine_name']}: {kind} ({report['date'][:10]})",
     "",
     f"Machine: {m['cpu']}, {m['cpu_cores']} cores; JAX {m['jax_version']} on {m['backend']} "
     f"({m['device_count']} × {m['device_kind']}). Data: {report['dataset']}. Seed {report['seed']}. "
     f"Command: `{report['command']}`.",
     "",
+  ]
+
+
+def speed_markdown(report: dict) -> str:
+  lines = _header(report) + [
+    "| arch | dtype | classes | batch | HFF step | BP step | FF step | HFF/BP step | FF/HFF step "
+    "| HFF inference | FF inference | FF/HFF inference |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|",
+  ]
+  for r in report["speed"]:
+    lines.append(
+      f"| {r['arch']} | {r['dtype']} | {r['num_classes']} | {r['batch_size']} "
+      f"| {1000 * r['hff_step_seconds']:.2f} ms | {1000 * r['bp_step_seconds']:.2f} ms "
+      f"| {1000 * r['ff_step_seconds']:.2f} ms | {r['hff_over_bp_step_time']:.2f} | {r['ff_over_hff_step_time']:.2f} "
+      f"| {1000 * r['hff_inference_seconds']:.2f} ms | {1000 * r['ff_inference_seconds']:.2f} ms "
+      f"| {r['ff_over_hff_inference_time']:.1f}× |"
+    )
+  return "\n".join(lines) + "\n"
+
+
+def to_markdown(report: dict) -> str:
+  if report.get("kind") == "speed":
+    return speed_markdown(report)
+  lines = _header(report) + [
     "| arch | method | epochs | batch | test acc (last) | ensemble | per block | median step | s/epoch "
     "| inference, test set | inference ex/s | step temp memory |",
     "|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -328,7 +427,8 @@ BEGIN, END = "<!-- bench:{name}:begin -->", "<!-- bench:{name}:end -->"
 
 def update_markdown(path: str, report: dict) -> None:
   """Replaces (or appends) this machine's section of a Markdown file."""
-  name = report["machine_name"] + ("-quick" if report["quick"] else "")
+  name = report["machine_name"] + ("-speed" if report.get("kind") == "speed" else "")
+  name += "-quick" if report["quick"] else ""
   begin, end = BEGIN.format(name=name), END.format(name=name)
   section = f"{begin}\n{to_markdown(report)}{end}\n"
   text = open(path).read() if os.path.exists(path) else "# Benchmarks\n\n"
@@ -340,8 +440,35 @@ def update_markdown(path: str, report: dict) -> None:
     f.write(text)
 
 
-def main(out: str, *, quick: bool, markdown: str | None = None, **kwargs) -> dict:
-  report = run_bench(quick=quick, **kwargs)
+def run_speed_bench(*, quick: bool = False, **kwargs) -> dict:
+  """The speed-only report (``hffjax bench --speed``): what an accelerator run measures."""
+  info = machine_info()
+  if quick:
+    kwargs = {
+      "batch_size": 64,
+      "image_shape": (16, 16, 3),
+      "steps": 3,
+      "small": True,
+      "dtypes": ("float32",),
+      **kwargs,
+    }
+  return {
+    "kind": "speed",
+    "machine": info,
+    "machine_name": machine_name(info),
+    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    "command": " ".join(["hffjax", *sys.argv[1:]])
+    if sys.argv and "bench" in sys.argv
+    else "run_speed_bench()",
+    "quick": quick,
+    "seed": kwargs.get("seed", 0),
+    "dataset": "synthetic",
+    "speed": bench_speed(**kwargs),
+  }
+
+
+def main(out: str, *, quick: bool, markdown: str | None = None, speed: bool = False, **kwargs) -> dict:
+  report = run_speed_bench(quick=quick, **kwargs) if speed else run_bench(quick=quick, **kwargs)
   os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
   with open(out, "w") as f:
     json.dump(report, f, indent=2)

@@ -36,6 +36,12 @@ def _parser() -> argparse.ArgumentParser:
   b = sub.add_parser("bench", help="side-by-side benchmark: HFF vs Forward-Forward vs backprop")
   b.add_argument("--out", required=True, help="JSON report, e.g. benchmarks/results/<machine>.json")
   b.add_argument("--quick", action="store_true", help="synthetic data and small models: seconds")
+  b.add_argument(
+    "--speed",
+    action="store_true",
+    help="speed only: CIFAR-shaped synthetic data, --batch_size, float32 and bfloat16, 10 and 100 classes",
+  )
+  b.add_argument("--batch_size", type=int, default=None, help="--speed: global batch size (default 512)")
   b.add_argument("--markdown", default=None, help="also write this machine's tables into this Markdown file")
   b.add_argument("--mlp_epochs", type=int, default=None, help="epochs for the MLP runs (default: its config)")
   b.add_argument("--cnn_epochs", type=int, default=None, help="epochs for the CNN runs (default: its config)")
@@ -98,15 +104,13 @@ def run(argv: list[str]) -> int:
       from hffjax import bench
 
       extra = {"configs_dir": args.configs_dir} if args.configs_dir else {}
-      bench.main(
-        args.out,
-        quick=args.quick,
-        markdown=args.markdown,
-        mlp_epochs=args.mlp_epochs,
-        cnn_epochs=args.cnn_epochs,
-        scaling_examples=args.scaling_examples,
-        **extra,
-      )
+      if args.speed:
+        extra.update({"batch_size": args.batch_size} if args.batch_size else {})
+      else:
+        extra.update(
+          mlp_epochs=args.mlp_epochs, cnn_epochs=args.cnn_epochs, scaling_examples=args.scaling_examples
+        )
+      bench.main(args.out, quick=args.quick, markdown=args.markdown, speed=args.speed, **extra)
     return 0
   except HFFError as e:
     if debug:

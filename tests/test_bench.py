@@ -54,3 +54,31 @@ def test_quick_bench_report_has_every_field(tmp_path, capsys):
   # A second run replaces this machine's section instead of appending another.
   bench.update_markdown(str(md), report)
   assert md.read_text().count("| mlp | hff |") == 1
+
+
+def test_speed_rows_have_every_field():
+  rows = bench.bench_speed(
+    batch_size=16, image_shape=(8, 8, 3), classes=(10,), dtypes=("float32",), steps=1, small=True
+  )
+  assert [(r["arch"], r["dtype"], r["num_classes"]) for r in rows] == [
+    ("mlp", "float32", 10),
+    ("cnn", "float32", 10),
+  ]
+  for r in rows:
+    for method in ("hff", "bp", "ff"):
+      assert r[f"{method}_step_seconds"] > 0
+    assert r["hff_over_bp_step_time"] == r["hff_step_seconds"] / r["bp_step_seconds"]
+    assert r["ff_over_hff_inference_time"] == r["ff_inference_seconds"] / r["hff_inference_seconds"]
+  md = bench.speed_markdown(
+    {
+      "kind": "speed",
+      "machine": bench.machine_info(),
+      "machine_name": "m",
+      "date": "2026",
+      "dataset": "synthetic",
+      "seed": 0,
+      "command": "c",
+      "speed": rows,
+    }
+  )
+  assert md.count("| float32 |") == 2
