@@ -51,7 +51,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.norm = "batch"  # cnn: "batch" | "layer" | "none"
   c.model.readout = "gap"  # cnn: "gap" | "grid" | "flatten"
   c.model.readout_grid = 2  # cnn, readout="grid": average-pool to grid x grid, then flatten
-  c.model.interblock_norm = "l2"  # "l2" | "none"
+  c.model.interblock_norm = "l2"  # "l2" | "rms" | "none"
   c.model.temperature = 0.1  # τ; logits are cos/τ
   c.model.learn_temperature = False
   c.model.prototype_init = "orthogonal"  # "orthogonal" | "normal"

@@ -23,7 +23,7 @@ from flax import nnx
 from hffjax import losses
 from hffjax.errors import HFFError
 
-INTERBLOCK_NORMS = ("l2", "none")
+INTERBLOCK_NORMS = ("l2", "rms", "none")
 READOUTS = ("gap", "grid", "flatten")
 CONV_NORMS = ("batch", "layer", "none")
 PROTOTYPE_INITS = ("normal", "orthogonal")
@@ -34,12 +34,17 @@ def interblock_normalize(a: jax.Array, kind: str) -> jax.Array:
 
   ``"l2"`` scales each example's whole activity tensor to unit length, as
   Forward-Forward does, so the next block cannot read the previous block's
-  confidence off the activity's length; ``"none"`` passes it unchanged.
+  confidence off the activity's length; ``"rms"`` passes the same direction at
+  unit root-mean-square (length ``sqrt(size)``), so the next block's inputs are
+  of order one whatever its width; ``"none"`` passes the activity unchanged.
   """
   if kind == "none":
     return a
   flat = a.reshape(a.shape[0], -1)
-  return losses.l2_normalize(flat).reshape(a.shape)
+  unit = losses.l2_normalize(flat)
+  if kind == "rms":
+    unit = unit * jnp.sqrt(jnp.asarray(flat.shape[1], unit.dtype))
+  return unit.reshape(a.shape)
 
 
 class PrototypeHead(nnx.Module):

@@ -34,12 +34,13 @@ def test_ff_negative_labels_are_uniform_over_the_other_classes():
     assert np.all(np.abs(counts[np.arange(5) != c] / len(others) - 0.25) < 0.04)
 
 
-def test_ff_label_is_written_over_the_first_inputs():
-  model = build_ff_model(_cfg(), input_shape=(8, 8, 1), num_classes=5, seed=0)
+def test_ff_label_is_written_over_the_first_inputs_as_pixels():
+  model = build_ff_model(_cfg(), input_shape=(8, 8, 1), num_classes=5, seed=0, pixel_mean=0.25, pixel_std=0.5)
   h = jnp.ones((2, 8, 8, 1)) * 7.0
   out = model.embed(h, jnp.array([3, 0])).reshape(2, -1)
-  np.testing.assert_array_equal(out[0, :5], [0, 0, 0, 1, 0])
-  np.testing.assert_array_equal(out[1, :5], [1, 0, 0, 0, 0])
+  white, black = (1.0 - 0.25) / 0.5, -0.25 / 0.5  # pixel values 255 and 0 after normalisation
+  np.testing.assert_allclose(out[0, :5], [black, black, black, white, black])
+  np.testing.assert_allclose(out[1, :5], [white, black, black, black, black])
   assert np.all(out[:, 5:] == 7.0)
 
 

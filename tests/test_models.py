@@ -119,3 +119,13 @@ def test_conv_readout_dimensions(readout, dim):
   r = model.readouts(jnp.zeros((3, 8, 8, 1)))
   assert r[-1].shape == (3, dim)
   assert model.heads[-1].prototypes.shape == (5, dim)
+
+
+def test_interblock_normalisation_lengths():
+  from hffjax.models import interblock_normalize
+
+  a = jax.random.normal(jax.random.key(0), (3, 4, 4, 5)) * jnp.array([0.1, 1.0, 50.0])[:, None, None, None]
+  for kind, length in (("l2", 1.0), ("rms", np.sqrt(80.0))):
+    out = interblock_normalize(a, kind).reshape(3, -1)
+    np.testing.assert_allclose(jnp.linalg.norm(out, axis=1), length, rtol=1e-5)
+  np.testing.assert_array_equal(interblock_normalize(a, "none"), a)

@@ -40,7 +40,6 @@ class FFNet(BlockStack):
     num_classes: int,
     *,
     threshold: float = 2.0,
-    label_value: float = 1.0,
     **stack_kwargs,
   ):
     super().__init__(blocks, stop_gradient=True, **stack_kwargs)
@@ -51,13 +50,18 @@ class FFNet(BlockStack):
       )
     self.num_classes = num_classes
     self.threshold = float(threshold)
-    self.label_value = float(label_value)
 
   def embed(self, h: jax.Array, labels: jax.Array) -> jax.Array:
-    """Writes ``label_value * one_hot(labels)`` over the first ``C`` values of each example."""
+    """Writes the one-hot label over the first ``C`` values of each normalised image.
+
+    The label is written as pixels: white (255) for the label, black (0) for
+    the other classes, normalised like the rest of the image.
+    """
+    on = (1.0 - self.pixel_mean) / self.pixel_std
+    off = -self.pixel_mean / self.pixel_std
     flat = h.reshape(h.shape[0], -1)
-    onehot = jax.nn.one_hot(labels, self.num_classes, dtype=flat.dtype) * self.label_value
-    return flat.at[:, : self.num_classes].set(onehot).reshape(h.shape)
+    onehot = jax.nn.one_hot(labels, self.num_classes, dtype=flat.dtype)
+    return flat.at[:, : self.num_classes].set(off + (on - off) * onehot).reshape(h.shape)
 
   def goodness(self, h_embedded: jax.Array, *, train: bool) -> jax.Array:
     """``[L, B]``: every block's goodness for already-labelled inputs."""
