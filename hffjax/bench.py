@@ -47,6 +47,7 @@ def machine_info() -> dict:
   return {
     "cpu": cpu,
     "cpu_cores": os.cpu_count(),
+    "cpu_cores_used": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
     "backend": jax.default_backend(),
     "device_kind": device.device_kind,
     "device_count": jax.device_count(),
@@ -361,7 +362,7 @@ def _header(report: dict) -> list[str]:
   return [
     f"### {report['machine_name']}: {kind} ({report['date'][:10]})",
     "",
-    f"Machine: {m['cpu']}, {m['cpu_cores']} cores; JAX {m['jax_version']} on {m['backend']} "
+    f"Machine: {m['cpu']}, {m['cpu_cores']} cores ({m.get('cpu_cores_used', m['cpu_cores'])} used); JAX {m['jax_version']} on {m['backend']} "
     f"({m['device_count']} × {m['device_kind']}). Data: {report['dataset']}. Seed {report['seed']}. "
     f"Command: `{report['command']}`.",
     "",

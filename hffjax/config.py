@@ -35,6 +35,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.lr_schedule = "constant"  # "constant" | "cosine"
   c.warmup_steps = 0
   c.augment_flip = False  # random horizontal flips of training images
+  c.augment_shift = 0  # random translations of training images by up to this many pixels
   c.loss_weights = ()  # λ_l per block; empty = all ones
   c.margin = 0.0  # additive cosine margin on the target class
   c.ensemble_blocks = ()  # blocks summed by the "ensemble" rule; empty = all
@@ -138,6 +139,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise HFFError(f"unknown optimizer {config.optimizer!r}; use 'adam' or 'adamw'")
   if config.lr_schedule not in ("constant", "cosine"):
     raise HFFError(f"unknown lr_schedule {config.lr_schedule!r}; use 'constant' or 'cosine'")
+  if config.augment_shift < 0:
+    raise HFFError(f"augment_shift must be >= 0, got {config.augment_shift}")
   if config.margin < 0:
     raise HFFError(f"margin must be >= 0, got {config.margin}")
 

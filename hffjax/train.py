@@ -135,11 +135,21 @@ def predict(model: HFFNet, images, mode: str = "last", blocks: Sequence[int] | N
   return _predict(graphdef, state, jnp.asarray(images), mode, None if blocks is None else tuple(blocks))
 
 
+def random_shift(key: jax.Array, images_BxHxWxK: jax.Array, max_shift: int) -> jax.Array:
+  """Translates each image by up to ``max_shift`` pixels each way, filling with zeros (black)."""
+  b, h, w, k = images_BxHxWxK.shape
+  padded = jnp.pad(images_BxHxWxK, ((0, 0), (max_shift, max_shift), (max_shift, max_shift), (0, 0)))
+  offsets_Bx2 = jax.random.randint(key, (b, 2), 0, 2 * max_shift + 1)
+  crop = lambda image, offset: jax.lax.dynamic_slice(image, (offset[0], offset[1], 0), (h, w, k))  # noqa: E731
+  return jax.vmap(crop)(padded, offsets_Bx2)
+
+
 def make_train_step(
   graphdef: nnx.GraphDef,
   optimizer: optax.GradientTransformation,
   *,
   augment_flip: bool = False,
+  augment_shift: int = 0,
   seed: int = 0,
 ):
   """The pure fused step ``(state, images_B…, labels_B) -> (state, metrics)``.
@@ -155,6 +165,8 @@ def make_train_step(
     if augment_flip:
       flip_B = jax.random.bernoulli(flip_key, 0.5, (images.shape[0],))
       images = jnp.where(flip_B[:, None, None, None], images[:, :, ::-1, :], images)
+    if augment_shift:
+      images = random_shift(jax.random.fold_in(flip_key, 1), images, augment_shift)
 
     def loss_fn(params):
       model = merge_model(graphdef, params, state.batch_stats)
@@ -256,6 +268,7 @@ class Experiment:
       self.graphdef,
       self.optimizer,
       augment_flip=self.config.augment_flip,
+      augment_shift=self.config.augment_shift,
       seed=self.config.seed,
     )
     rep, batch = parallel.replicated(self.mesh), parallel.batch_sharding(self.mesh)
