@@ -91,7 +91,7 @@ def bench_training(config, dataset: data_lib.Dataset, *, desc: str = "", warmup_
   )
   step_fn = exp.train_fn().lower(state, x0, y0).compile()
   step_times, epoch_times = [], []
-  bar = tqdm(total=exp.total_steps, desc=desc, unit="step", dynamic_ncols=True, leave=False)
+  bar = tqdm(total=exp.total_steps, desc=desc, unit="step", dynamic_ncols=True, leave=False, disable=None)
   for epoch in range(config.num_epochs):
     epoch_start = time.perf_counter()
     for images, labels in data_lib.train_batches(ds, config.batch_size, config.seed, epoch):
