@@ -114,3 +114,22 @@ def test_sharded_step_on_8_devices_equals_1_device():
   )
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert "mlp equal" in proc.stdout and "cnn equal" in proc.stdout
+
+
+def test_random_shift_translates_with_black_fill():
+  from hffjax.train import random_shift
+
+  images = np.arange(1, 2 * 6 * 6 + 1, dtype=np.uint8).reshape(2, 6, 6, 1)
+  shifted = np.asarray(random_shift(jax.random.key(3), images, 2))
+  assert shifted.shape == images.shape and shifted.dtype == np.uint8
+  for original, moved in zip(images, shifted, strict=True):
+    # Every kept pixel comes from the original at one offset within ±2; the rest is black.
+    matches = [
+      (dy, dx)
+      for dy in range(-2, 3)
+      for dx in range(-2, 3)
+      if np.array_equal(
+        moved, np.roll(np.pad(original, ((2, 2), (2, 2), (0, 0))), (dy, dx), (0, 1))[2:-2, 2:-2]
+      )
+    ]
+    assert len(matches) == 1
