@@ -30,7 +30,7 @@ from hffjax import checkpoint as ckpt_lib
 from hffjax import config as config_lib
 from hffjax import data as data_lib
 from hffjax.errors import HFFError
-from hffjax.models import HFFNet, build_model
+from hffjax.models import build_model
 
 PREDICT_MODES = ("last", "ensemble")
 
@@ -48,13 +48,13 @@ class TrainState:
     return dataclasses.asdict(self)
 
 
-def split_model(model: HFFNet) -> tuple[nnx.GraphDef, dict, dict]:
+def split_model(model: nnx.Module) -> tuple[nnx.GraphDef, dict, dict]:
   """``(graphdef, params, batch_stats)`` with the two states as plain nested dicts."""
   graphdef, params, batch_stats = nnx.split(model, nnx.Param, ...)
   return graphdef, nnx.to_pure_dict(params), nnx.to_pure_dict(batch_stats)
 
 
-def merge_model(graphdef: nnx.GraphDef, params: dict, batch_stats: dict) -> HFFNet:
+def merge_model(graphdef: nnx.GraphDef, params: dict, batch_stats: dict) -> nnx.Module:
   return nnx.merge(graphdef, nnx.State(params), nnx.State(batch_stats))
 
 
@@ -112,7 +112,7 @@ def _predict(graphdef, state, images, mode, blocks):
   return jnp.argmax(combine_logits(block_scores, mode, blocks), axis=-1)
 
 
-def predict(model: HFFNet, images, mode: str = "last", blocks: Sequence[int] | None = None) -> jax.Array:
+def predict(model: nnx.Module, images, mode: str = "last", blocks: Sequence[int] | None = None) -> jax.Array:
   """Predicted classes for raw images (pixel values 0–255).
 
   An HFF model needs one forward pass for this; a Forward-Forward baseline
