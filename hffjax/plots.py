@@ -93,8 +93,7 @@ def prediction_rules_figure(result: dict) -> Figure:
 
 def time_inference(model: HFFNet | FFNet, images: np.ndarray, repeats: int = 3) -> float:
   """Median seconds for one prediction of ``images`` with the model's own rule (after compiling)."""
-  predict(model, images[:1])  # warm the cache for this model
-  predict(model, images).block_until_ready()
+  predict(model, images).block_until_ready()  # compile
   times = []
   for _ in range(repeats):
     start = time.perf_counter()
