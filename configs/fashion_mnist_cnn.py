@@ -1,4 +1,4 @@
-"""HFF conv net (64-128-256, batch norm, 2x2 grid read-out) on Fashion-MNIST.
+"""HFF conv net (64-128-256, batch norm, 3x3 grid read-out) on Fashion-MNIST.
 
 hffjax train --config configs/fashion_mnist_cnn.py --workdir runs/fmnist_cnn
 """
@@ -21,6 +21,6 @@ def get_config():
   c.model.pool = (False, True, True)
   c.model.norm = "batch"
   c.model.readout = "grid"
-  c.model.readout_grid = 2
+  c.model.readout_grid = 3
   c.model.temperature = 1 / 16
   return c

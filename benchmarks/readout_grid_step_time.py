@@ -1,0 +1,27 @@
+"""Median CNN train-step time for read-out grids 2, 3 and 4, side by side in one process.
+
+Fashion-MNIST shapes, batch 128, `configs/fashion_mnist_cnn.py` with only `model.readout_grid`
+changed; two rounds so drift shows. Run from the repository root, e.g. on one core:
+
+  taskset -c 1 python benchmarks/readout_grid_step_time.py
+"""
+
+from hffjax import bench
+from hffjax import data as data_lib
+from hffjax.config import load_config
+
+
+def main(grids=(2, 3, 4), rounds: int = 2, steps: int = 40) -> None:
+  dataset = None
+  for r in range(rounds):
+    for grid in grids:
+      config = load_config("configs/fashion_mnist_cnn.py")
+      config.model.readout_grid = grid
+      if dataset is None:
+        dataset = data_lib.load_dataset(config)
+      seconds = bench._median_step_seconds(config, dataset, steps=steps)
+      print(f"round {r} grid {grid}: median step {seconds * 1e3:.1f} ms", flush=True)
+
+
+if __name__ == "__main__":
+  main()
