@@ -12,14 +12,12 @@ from hffjax.config import load_config
 
 
 def main(grids=(2, 3, 4), rounds: int = 2, steps: int = 40) -> None:
-  dataset = None
+  config = load_config("configs/fashion_mnist_cnn.py")
+  dataset = data_lib.load_dataset(config)
   for r in range(rounds):
     for grid in grids:
-      config = load_config("configs/fashion_mnist_cnn.py")
       config.model.readout_grid = grid
-      if dataset is None:
-        dataset = data_lib.load_dataset(config)
-      seconds = bench._median_step_seconds(config, dataset, steps=steps)
+      seconds = bench.median_step_seconds(config, dataset, steps=steps)
       print(f"round {r} grid {grid}: median step {seconds * 1e3:.1f} ms", flush=True)
 
 

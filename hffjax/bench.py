@@ -178,7 +178,7 @@ def bench_class_scaling(
   return rows
 
 
-def _median_step_seconds(config, dataset: data_lib.Dataset, steps: int, warmup: int = 3) -> float:
+def median_step_seconds(config, dataset: data_lib.Dataset, steps: int, warmup: int = 3) -> float:
   """Median time of one synchronised training step on a fixed batch, after ``warmup`` steps."""
   exp = train.setup(config, dataset)
   batch = parallel.global_batch(
@@ -233,7 +233,7 @@ def bench_speed(
         }
         for method in ("hff", "bp", "ff"):
           config.method = method
-          row[f"{method}_step_seconds"] = _median_step_seconds(config, ds, steps)
+          row[f"{method}_step_seconds"] = median_step_seconds(config, ds, steps)
         for method, build in (("hff", build_model), ("ff", build_ff_model)):
           model = build(config.model, input_shape=tuple(image_shape), num_classes=num_classes, seed=seed)
           run_all = _inference_fn(model, [ds.test_images])
