@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from hffjax import config as config_lib
 from hffjax import data as data_lib
-from hffjax import parallel, train
+from hffjax import sharding, train
 from hffjax.baselines import build_ff_model
 from hffjax.errors import HFFError
 from hffjax.models import build_model
@@ -86,7 +86,7 @@ def bench_training(config, dataset: data_lib.Dataset, *, desc: str = "", warmup_
   exp = train.setup(config, dataset)
   ds = exp.dataset
   state = exp.initial_state
-  x0, y0 = parallel.global_batch(
+  x0, y0 = sharding.global_batch(
     exp.mesh, ds.train_images[: config.batch_size], ds.train_labels[: config.batch_size]
   )
   step_fn = exp.train_fn().lower(state, x0, y0).compile()
@@ -95,7 +95,7 @@ def bench_training(config, dataset: data_lib.Dataset, *, desc: str = "", warmup_
   for epoch in range(config.num_epochs):
     epoch_start = time.perf_counter()
     for images, labels in data_lib.train_batches(ds, config.batch_size, config.seed, epoch):
-      batch = parallel.global_batch(exp.mesh, images, labels)
+      batch = sharding.global_batch(exp.mesh, images, labels)
       start = time.perf_counter()
       state, metrics = step_fn(state, *batch)
       jax.block_until_ready(metrics)
@@ -108,7 +108,7 @@ def bench_training(config, dataset: data_lib.Dataset, *, desc: str = "", warmup_
 
   eval_fn = exp.eval_fn()
   xe, ye, me = next(data_lib.eval_batches(ds.test_images, ds.test_labels, exp.eval_batch_size))
-  eval_batch = parallel.global_batch(exp.mesh, xe, ye, me)
+  eval_batch = sharding.global_batch(exp.mesh, xe, ye, me)
   eval_compiled = eval_fn.lower(state.params, state.batch_stats, *eval_batch).compile()
   result = train.evaluate(eval_compiled, state, ds.test_images, ds.test_labels, exp.mesh, exp.eval_batch_size)
   inference_seconds = _median_seconds(
@@ -181,7 +181,7 @@ def bench_class_scaling(
 def median_step_seconds(config, dataset: data_lib.Dataset, steps: int, warmup: int = 3) -> float:
   """Median time of one synchronised training step on a fixed batch, after ``warmup`` steps."""
   exp = train.setup(config, dataset)
-  batch = parallel.global_batch(
+  batch = sharding.global_batch(
     exp.mesh, dataset.train_images[: config.batch_size], dataset.train_labels[: config.batch_size]
   )
   state = exp.initial_state

@@ -78,9 +78,9 @@ def run(argv: list[str]) -> int:
       raise HFFError("--config.KEY=VALUE overrides only apply to `train`")
     # Imported here so `hffjax --help` answers without loading JAX.
     from hffjax import config as config_lib
-    from hffjax import parallel, train
+    from hffjax import sharding, train
 
-    parallel.maybe_initialize_distributed()
+    sharding.maybe_initialize_distributed()
     if args.command == "train":
       config = config_lib.load_config(args.config)
       config_lib.apply_overrides(config, overrides)

@@ -13,9 +13,9 @@ import matplotlib as mpl
 import numpy as np
 from matplotlib.figure import Figure
 
-from hffjax import metrics_log
 from hffjax.baselines import FFNet, build_ff_model
 from hffjax.errors import HFFError
+from hffjax.io import writers as metrics_log
 from hffjax.models import HFFNet
 from hffjax.train import predict
 

@@ -93,7 +93,7 @@ def test_bp_trains_every_block_from_one_loss(kind):
 def _compiled_convolutions(method: str) -> int:
   import re
 
-  from hffjax import parallel, train
+  from hffjax import sharding, train
   from hffjax.data import make_synthetic
 
   c = base_config()
@@ -102,7 +102,7 @@ def _compiled_convolutions(method: str) -> int:
   c.model.channels, c.model.pool = (4, 6, 8), (False, True, True)
   ds = make_synthetic(num_train=16, num_test=4, image_shape=(8, 8, 1), num_classes=5, seed=0)
   exp = train.setup(c, dataset=ds)
-  x, y = parallel.global_batch(exp.mesh, ds.train_images[:8], ds.train_labels[:8])
+  x, y = sharding.global_batch(exp.mesh, ds.train_images[:8], ds.train_labels[:8])
   hlo = exp.train_fn().lower(exp.initial_state, x, y).compile().as_text()
   return len(re.findall(r"= \S+ convolution\(", hlo))
 

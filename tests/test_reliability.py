@@ -11,7 +11,7 @@ import time
 import pytest
 from conftest import ROOT
 
-from hffjax import metrics_log
+from hffjax.io import writers as metrics_log
 from hffjax.main import run
 
 TINY = os.path.join(ROOT, "configs", "tiny.py")

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from hffjax import checkpoint as ckpt_lib
-from hffjax import parallel, predict, train
+from hffjax import predict, sharding, train
 from hffjax.data import train_batches
 from hffjax.errors import HFFError
+from hffjax.io import checkpoint as ckpt_lib
 
 
 def test_learns_on_a_small_set(tiny_config, tmp_path):
@@ -50,7 +50,7 @@ def test_checkpoint_round_trip(tiny_config, tmp_path):
   step_fn = exp.train_fn()
   state = jax.tree.map(lambda x: x.copy(), exp.initial_state)
   x, y = next(train_batches(exp.dataset, 32, 0, 0))
-  state, _ = step_fn(state, *parallel.global_batch(exp.mesh, x, y))
+  state, _ = step_fn(state, *sharding.global_batch(exp.mesh, x, y))
   ckpts = ckpt_lib.Checkpoints(str(tmp_path), keep=2)
   ckpts.save(1, state.to_dict(), {"epoch_meter": {"steps": 1}})
   ckpts.wait()
@@ -80,7 +80,7 @@ SHARDED = textwrap.dedent(
     import jax
     jax.config.update("jax_num_cpu_devices", 8)
     import numpy as np
-    from hffjax import parallel, train
+    from hffjax import sharding, train
     from hffjax.config import load_config
     from hffjax.data import train_batches
 
@@ -93,10 +93,10 @@ SHARDED = textwrap.dedent(
       c.augment_flip = kind == "cnn"
       finals = []
       for devices in (jax.devices()[:1], jax.devices()):
-        exp = train.setup(c, mesh=parallel.make_mesh(devices))
+        exp = train.setup(c, mesh=sharding.make_mesh(devices))
         step, state = exp.train_fn(), exp.initial_state
         for x, y in list(train_batches(exp.dataset, c.batch_size, c.seed, 0))[:3]:
-          gx, gy = parallel.global_batch(exp.mesh, x, y)
+          gx, gy = sharding.global_batch(exp.mesh, x, y)
           assert len(gx.sharding.device_set) == len(devices)
           state, metrics = step(state, gx, gy)
         finals.append(jax.device_get(state.to_dict()))

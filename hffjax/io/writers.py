@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from hffjax.checkpoint import warn
+from hffjax.io.checkpoint import warn
 
 FILENAME = "metrics.jsonl"
 WALL_CLOCK_KEYS = (

@@ -1,0 +1,1 @@
+"""Files a run writes: checkpoints, the workdir guard, metric writers."""

@@ -1,0 +1,160 @@
+"""What training, evaluation and benchmarks share: data, model, mesh, optimizer, compiled steps."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import nnx
+
+from hffjax import baselines, sharding
+from hffjax import config as config_lib
+from hffjax import data as data_lib
+from hffjax.errors import HFFError
+from hffjax.io import checkpoint as ckpt_lib
+from hffjax.models import build_model
+from hffjax.train.optim import make_optimizer
+from hffjax.train.predict import ensemble_blocks
+from hffjax.train.state import TrainState, merge_model, split_model
+from hffjax.train.step import make_eval_step, make_train_step
+
+
+@dataclasses.dataclass
+class Experiment:
+  """What training and evaluation share: data, model definition, mesh, compiled steps."""
+
+  config: ml_collections.ConfigDict
+  dataset: data_lib.Dataset
+  mesh: jax.sharding.Mesh
+  graphdef: nnx.GraphDef
+  num_outputs: int  # score arrays the model returns: one per block (HFF, FF), one (BP)
+  initial_state: TrainState
+  optimizer: optax.GradientTransformation
+  steps_per_epoch: int
+  eval_batch_size: int
+
+  @property
+  def total_steps(self) -> int:
+    return self.config.num_epochs * self.steps_per_epoch
+
+  def eval_fn(self):
+    blocks = ensemble_blocks(self.config, self.num_outputs)
+    return jax.jit(
+      make_eval_step(self.graphdef, blocks),
+      in_shardings=(sharding.replicated(self.mesh), sharding.replicated(self.mesh))
+      + (sharding.batch_sharding(self.mesh),) * 3,
+      out_shardings=sharding.replicated(self.mesh),
+    )
+
+  def train_fn(self):
+    step = make_train_step(
+      self.graphdef,
+      self.optimizer,
+      augment_flip=self.config.augment_flip,
+      augment_shift=self.config.augment_shift,
+      seed=self.config.seed,
+    )
+    rep, batch = sharding.replicated(self.mesh), sharding.batch_sharding(self.mesh)
+    return jax.jit(step, in_shardings=(rep, batch, batch), out_shardings=(rep, rep), donate_argnums=0)
+
+  def abstract_state(self):
+    return ckpt_lib.abstract_like(self.initial_state.to_dict(), sharding.replicated(self.mesh))
+
+  def model(self, state: TrainState) -> nnx.Module:
+    return merge_model(self.graphdef, *jax.device_get((state.params, state.batch_stats)))
+
+
+def build_network(config: ml_collections.ConfigDict, ds: data_lib.Dataset) -> nnx.Module:
+  """The model ``config.method`` trains: HFF, or a baseline on the same blocks."""
+  common = dict(
+    input_shape=ds.image_shape,
+    num_classes=ds.num_classes,
+    seed=config.seed,
+    pixel_mean=ds.mean,
+    pixel_std=ds.std,
+  )
+  if config.method == "bp":
+    return baselines.build_bp_model(config.model, **common)
+  if config.method == "ff":
+    return baselines.build_ff_model(config.model, threshold=config.ff_threshold, **common)
+  return build_model(config.model, margin=config.margin, loss_weights=config.loss_weights, **common)
+
+
+def setup(
+  config: ml_collections.ConfigDict,
+  dataset: data_lib.Dataset | None = None,
+  mesh: jax.sharding.Mesh | None = None,
+) -> Experiment:
+  """Validates the config, loads the data, builds the model, optimizer and mesh.
+
+  Args:
+    config: a full config (see :func:`hffjax.config.base_config`).
+    dataset: use this instead of loading ``config.dataset``.
+    mesh: a mesh with a ``data`` axis; default: every device.
+  """
+  config_lib.validate_config(config)
+  ds = dataset if dataset is not None else data_lib.load_dataset(config)
+  n_train = len(ds.train_images)
+  if config.batch_size > n_train:
+    raise HFFError(f"batch_size {config.batch_size} is larger than the {n_train} training examples; lower it")
+  mesh = mesh if mesh is not None else sharding.make_mesh()
+  sharding.check_batch_size(config.batch_size, mesh)
+  n_dev = mesh.devices.size
+  eval_bs = min(config.eval_batch_size, len(ds.test_images))
+  eval_bs = -(-eval_bs // n_dev) * n_dev
+  model = build_network(config, ds)
+  num_outputs = len(jax.eval_shape(lambda m, x: m(x), model, ds.test_images[:1]))
+  ensemble_blocks(config, num_outputs)
+  graphdef, params, batch_stats = split_model(model)
+  steps_per_epoch = n_train // config.batch_size
+  optimizer = make_optimizer(config, config.num_epochs * steps_per_epoch)
+  state = TrainState(
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    batch_stats=batch_stats,
+    opt_state=optimizer.init(params),
+  )
+  state = jax.device_put(state, sharding.replicated(mesh))
+  return Experiment(config, ds, mesh, graphdef, num_outputs, state, optimizer, steps_per_epoch, eval_bs)
+
+
+def to_state(tree: dict) -> TrainState:
+  return TrainState(**tree)
+
+
+def restore_experiment(workdir: str, data_dir: str | None = None) -> tuple[Experiment, TrainState, int]:
+  """The experiment a workdir was trained with, and its latest checkpointed state."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    raise HFFError(f"{workdir} has no config.json; pass the --workdir of a `hffjax train` run")
+  with open(path) as f:
+    try:
+      config = config_lib.from_json(f.read())
+    except (ValueError, TypeError) as e:
+      raise HFFError(f"{path} is not a valid saved config ({e}); re-run train") from None
+  if data_dir:
+    config.data_dir = data_dir
+  exp = setup(config)
+  data_path = os.path.join(workdir, "data.json")
+  if os.path.isfile(data_path):
+    with open(data_path) as f:
+      trained_on = json.load(f)
+    now = {"image_shape": list(exp.dataset.image_shape), "num_classes": exp.dataset.num_classes}
+    if trained_on != now:
+      raise HFFError(
+        f"the run was trained on images {tuple(trained_on['image_shape'])} with "
+        f"{trained_on['num_classes']} classes but this data has {tuple(now['image_shape'])} with "
+        f"{now['num_classes']}; pass the --data_dir of the dataset it was trained on"
+      )
+  ckpts = ckpt_lib.Checkpoints(workdir, keep=config.keep_checkpoints)
+  try:
+    step, tree, _ = ckpts.restore(exp.abstract_state())
+    state = to_state(tree)
+  finally:
+    ckpts.close()
+  return exp, state, step

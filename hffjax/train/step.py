@@ -1,0 +1,87 @@
+"""The pure fused training step and the evaluation step (both jitted by the caller).
+
+Because block ``l`` sees only ``stop_gradient`` of the block below, the
+gradient of ``Σ_l λ_l L_l`` with respect to block ``l``'s parameters is
+``λ_l ∂L_l/∂θ_l``: one forward pass, one ``value_and_grad`` of the sum and one
+optimizer update train every block at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from hffjax.data.augment import random_flip, random_shift
+from hffjax.train.predict import combine_logits
+from hffjax.train.state import TrainState, merge_model
+
+
+def make_train_step(
+  graphdef: nnx.GraphDef,
+  optimizer: optax.GradientTransformation,
+  *,
+  augment_flip: bool = False,
+  augment_shift: int = 0,
+  seed: int = 0,
+):
+  """The pure fused step ``(state, images_B…, labels_B) -> (state, metrics)``.
+
+  The model's ``loss`` gives the summed objective; for HFF its gradient with
+  respect to each block is that block's own local gradient. Metrics: ``loss``,
+  ``block_loss`` ``[L]`` and, where the method scores classes while training,
+  ``block_correct`` ``[L]`` (training examples each output got right).
+  """
+
+  def train_step(state: TrainState, images, labels):
+    flip_key, loss_key = jax.random.split(jax.random.fold_in(jax.random.key(seed), state.step))
+    if augment_flip:
+      images = random_flip(flip_key, images)
+    if augment_shift:
+      images = random_shift(jax.random.fold_in(flip_key, 1), images, augment_shift)
+
+    def loss_fn(params):
+      model = merge_model(graphdef, params, state.batch_stats)
+      total, block_loss, block_scores = model.loss(images, labels, key=loss_key)
+      new_stats = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
+      return total, (block_loss, block_scores, new_stats)
+
+    (total, (block_loss, block_scores, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.params
+    )
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    new_state = state.replace(
+      step=state.step + 1,
+      params=optax.apply_updates(state.params, updates),
+      batch_stats=new_stats,
+      opt_state=opt_state,
+    )
+    metrics = {"loss": total, "block_loss": block_loss}
+    if block_scores is not None:
+      metrics["block_correct"] = jnp.stack([jnp.sum(jnp.argmax(s, -1) == labels) for s in block_scores])
+    return new_state, metrics
+
+  return train_step
+
+
+def make_eval_step(graphdef: nnx.GraphDef, blocks: Sequence[int]):
+  """``(params, batch_stats, images, labels, mask) -> counts [L + 2]``.
+
+  Counts of correct, unmasked examples: one per block, then the ``last`` and
+  ``ensemble`` rules.
+  """
+  blocks = tuple(blocks)
+
+  def eval_step(params, batch_stats, images, labels, mask):
+    model = merge_model(graphdef, params, batch_stats)
+    block_scores = model(images, train=False)
+    scores = list(block_scores) + [
+      model.predict_scores(block_scores),
+      combine_logits(block_scores, "ensemble", blocks),
+    ]
+    return jnp.stack([jnp.sum((jnp.argmax(s, -1) == labels) & mask) for s in scores]).astype(jnp.int32)
+
+  return eval_step
