@@ -25,8 +25,17 @@ def base_config() -> ml_collections.ConfigDict:
   c.method = "hff"  # "hff" | "bp" (backprop baseline) | "ff" (Forward-Forward baseline)
   c.dataset = "fashion_mnist"
   c.data_dir = ""  # a folder with the four IDX .gz files, or a TFDS data dir
+  c.validation_split = ""  # e.g. "train[-5000:]" (carved from train) or "validation"; "" = none
+  c.classes = ()  # keep only these labels, relabelled 0..k-1 in this order; empty = all
+  c.image_size = 0  # crop/resize images to this size (needed when their sizes vary); 0 = as stored
+  c.pixel_mean = -1.0  # of pixels scaled to [0, 1]; < 0 = estimate from <= 10k training records
+  c.pixel_std = -1.0
+  c.data_workers = 0  # grain worker processes reading and decoding batches; 0 = a reader thread
+  c.data_prefetch = 4  # batches read ahead on the host (per process)
   c.seed = 0
   c.num_epochs = 10
+  c.num_steps = 0  # > 0 overrides num_epochs
+  c.eval_every_steps = 0  # 0 = at the end of every epoch
   c.batch_size = 128
   c.eval_batch_size = 1000
   c.optimizer = "adam"  # "adam" | "adamw"
@@ -39,7 +48,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss_weights = ()  # λ_l per block; empty = all ones
   c.margin = 0.0  # additive cosine margin on the target class
   c.ensemble_blocks = ()  # blocks summed by the "ensemble" rule; empty = all
-  c.checkpoint_every_steps = 0  # 0 = save at the end of each epoch only
+  c.checkpoint_every_steps = 0  # 0 = save at each evaluation only
   c.keep_checkpoints = 3
   c.log_every_steps = 50
   c.ff_threshold = 2.0  # method="ff": goodness threshold θ
@@ -139,6 +148,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise HFFError(f"unknown optimizer {config.optimizer!r}; use 'adam' or 'adamw'")
   if config.lr_schedule not in ("constant", "cosine"):
     raise HFFError(f"unknown lr_schedule {config.lr_schedule!r}; use 'constant' or 'cosine'")
+  for key in ("num_steps", "eval_every_steps", "checkpoint_every_steps", "image_size", "data_workers"):
+    if config[key] < 0:
+      raise HFFError(f"{key} must be >= 0, got {config[key]}")
+  if config.log_every_steps <= 0 or config.data_prefetch <= 0:
+    raise HFFError("log_every_steps and data_prefetch must be > 0")
   if config.augment_shift < 0:
     raise HFFError(f"augment_shift must be >= 0, got {config.augment_shift}")
   if config.margin < 0:

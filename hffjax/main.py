@@ -24,6 +24,18 @@ def _parser() -> argparse.ArgumentParser:
     "--overwrite", action="store_true", help="discard a run in --workdir trained with another config"
   )
   t.add_argument("--debug", action="store_true", help="show full tracebacks")
+  d = t.add_argument_group(
+    "multi-process jobs",
+    "Off a cluster, start one process per host with all three; Cloud TPU pods, SLURM and Open MPI need none.",
+  )
+  d.add_argument(
+    "--coordinator_address", default=None, help="HOST:PORT of process 0, reachable by every process"
+  )
+  d.add_argument("--num_processes", type=int, default=None, help="processes in the job")
+  d.add_argument("--process_id", type=int, default=None, help="this process's index, 0..N-1")
+  d.add_argument(
+    "--initialization_timeout", type=int, default=300, help="seconds to wait for every process to join"
+  )
   e = sub.add_parser("eval", help="evaluate the latest checkpoint of a workdir")
   e.add_argument("--workdir", required=True)
   e.add_argument("--data_dir", default=None, help="override the data dir saved with the run")
@@ -80,18 +92,33 @@ def run(argv: list[str]) -> int:
     from hffjax import config as config_lib
     from hffjax import sharding, train
 
-    sharding.maybe_initialize_distributed()
     if args.command == "train":
       config = config_lib.load_config(args.config)
       config_lib.apply_overrides(config, overrides)
-      result = train.train_and_evaluate(config, args.workdir, overwrite=args.overwrite)
-      print(train.format_summary(result))
-      print(
-        json.dumps(
-          {k: result[k] for k in ("step", "epoch", "test_accuracy", "ensemble_accuracy", "layer_accuracy")}
-        )
+      config_lib.validate_config(config)
+      sharding.initialize_distributed(
+        args.coordinator_address, args.num_processes, args.process_id, timeout_s=args.initialization_timeout
       )
-    elif args.command == "eval":
+      try:
+        result = train.train_and_evaluate(config, args.workdir, overwrite=args.overwrite)
+      except train.Preempted as e:
+        if sharding.is_primary():
+          print(f"hffjax: {e}", file=sys.stderr)
+        return 0
+      if sharding.is_primary():
+        keys = (
+          "step",
+          "epoch",
+          "test_accuracy",
+          "ensemble_accuracy",
+          "layer_accuracy",
+          "validation_accuracy",
+        )
+        print(train.format_summary(result))
+        print(json.dumps({k: result[k] for k in keys if k in result}))
+    else:
+      sharding.initialize_distributed()
+    if args.command == "eval":
       print(json.dumps(train.evaluate_workdir(args.workdir, args.data_dir)))
     elif args.command == "plot":
       try:

@@ -6,6 +6,7 @@ import os
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -14,15 +15,110 @@ from hffjax.errors import HFFError
 DATA_AXIS = "data"
 
 
-def maybe_initialize_distributed() -> None:
-  """Starts JAX's multi-host runtime when the environment describes a multi-process job.
+_CLUSTER_HINTS = (
+  "JAX_COORDINATOR_ADDRESS",
+  "SLURM_STEP_NUM_TASKS",
+  "OMPI_COMM_WORLD_SIZE",
+  "TPU_WORKER_HOSTNAMES",
+)
 
-  On a TPU pod slice or a cluster launcher (``JAX_COORDINATOR_ADDRESS`` set),
-  every process must call this before touching devices; on one machine it is
-  a no-op.
+
+def _cluster_job() -> bool:
+  """Whether the environment describes a job of several processes that JAX can join by itself."""
+  env = os.environ
+  if env.get("HFFJAX_DISTRIBUTED") == "1" or env.get("JAX_COORDINATOR_ADDRESS"):
+    return True
+  for key in ("SLURM_STEP_NUM_TASKS", "OMPI_COMM_WORLD_SIZE"):
+    if env.get(key, "1").isdigit() and int(env.get(key, "1")) > 1:
+      return True
+  return "," in env.get("TPU_WORKER_HOSTNAMES", "")
+
+
+def initialize_distributed(
+  coordinator_address: str | None = None,
+  num_processes: int | None = None,
+  process_id: int | None = None,
+  *,
+  timeout_s: int = 300,
+) -> bool:
+  """Joins JAX's multi-process runtime when asked to, or when the environment describes a job.
+
+  Explicit: all three of ``coordinator_address`` (``HOST:PORT`` of process 0),
+  ``num_processes`` and ``process_id`` (runs anywhere; CPU collectives go
+  through gloo). Automatic: Cloud TPU pod slices, SLURM, Open MPI, or
+  ``JAX_COORDINATOR_ADDRESS`` / ``HFFJAX_DISTRIBUTED=1``. On one process with
+  none of these it does nothing. Must run before anything touches a device.
+
+  Returns:
+    Whether the runtime was started.
+
+  Raises:
+    HFFError: incomplete or inconsistent arguments, or no coordinator within ``timeout_s``.
   """
-  if os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get("HFFJAX_DISTRIBUTED") == "1":
-    jax.distributed.initialize()
+  given = [coordinator_address is not None, num_processes is not None, process_id is not None]
+  if any(given) and not all(given):
+    raise HFFError(
+      "pass all of --coordinator_address HOST:PORT, --num_processes N and --process_id I, or none"
+    )
+  if all(given):
+    if num_processes < 1:
+      raise HFFError(f"--num_processes must be >= 1, got {num_processes}")
+    if not 0 <= process_id < num_processes:
+      raise HFFError(f"--process_id {process_id} is not in [0, {num_processes}); number processes 0..N-1")
+    if ":" not in coordinator_address:
+      raise HFFError(f"--coordinator_address {coordinator_address!r} needs a port: HOST:PORT")
+  elif not _cluster_job():
+    return False
+  # Cross-process collectives on CPU need an implementation; this setting only affects CPU devices.
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  where = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS") or "the cluster's coordinator"
+  try:
+    jax.distributed.initialize(
+      coordinator_address, num_processes, process_id, initialization_timeout=int(timeout_s)
+    )
+  except Exception as e:  # the runtime raises several types for an unreachable or refused coordinator
+    reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+    raise HFFError(
+      f"could not join the job through the coordinator at {where} within {timeout_s} s ({reason}); "
+      "start process 0 on that host and check the address and port"
+    ) from None
+  return True
+
+
+def is_primary() -> bool:
+  """Process 0 writes files, prints and shows progress; the others only compute."""
+  return jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+  """Waits until every process reaches the barrier called ``name`` (a no-op on one process)."""
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
+
+
+def broadcast(value: np.ndarray) -> np.ndarray:
+  """Process 0's ``value`` on every process (unchanged on one process)."""
+  if jax.process_count() == 1:
+    return value
+  return np.asarray(multihost_utils.broadcast_one_to_all(value))
+
+
+def fetch(tree):
+  """A pytree of (possibly multi-host) arrays as host numpy arrays, on every process.
+
+  Replicated arrays are read from a local replica; sharded ones are gathered.
+  """
+
+  def one(x):
+    if not isinstance(x, jax.Array):
+      return np.asarray(x)
+    if x.is_fully_addressable:
+      return np.asarray(x)
+    if x.is_fully_replicated:
+      return np.asarray(x.addressable_data(0))
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+  return jax.tree.map(one, tree)
 
 
 def make_mesh(devices=None) -> Mesh:
@@ -59,3 +155,30 @@ def global_batch(mesh: Mesh, *arrays: np.ndarray) -> tuple[jax.Array, ...]:
     local = a[pid * per : (pid + 1) * per]
     out.append(jax.make_array_from_process_local_data(sharding, local, a.shape))
   return tuple(out)
+
+
+def to_global(mesh: Mesh, *local_arrays: np.ndarray) -> tuple[jax.Array, ...]:
+  """Places each process's *local* rows of a batch on the mesh as one global array, sharded on ``data``."""
+  sharding = batch_sharding(mesh)
+  n = jax.process_count()
+  return tuple(
+    jax.make_array_from_process_local_data(sharding, a, (a.shape[0] * n, *a.shape[1:])) for a in local_arrays
+  )
+
+
+def processes_where(flag: bool) -> list[int]:
+  """The indices of the processes on which ``flag`` is true (every process gets the same list)."""
+  if jax.process_count() == 1:
+    return [0] if flag else []
+  flags = np.asarray(multihost_utils.process_allgather(np.asarray([flag], np.int32))).reshape(-1)
+  return [int(i) for i in np.flatnonzero(flags)]
+
+
+def device_prefetch(batches, mesh: Mesh, size: int = 2):
+  """Yields ``(images, labels)`` global arrays, keeping ``size`` batches already on their way to the devices."""
+  queue = []
+  for b in batches:
+    queue.append(to_global(mesh, b["image"], b["label"]))
+    if len(queue) > size:
+      yield queue.pop(0)
+  yield from queue

@@ -85,10 +85,13 @@ def test_tfds_data_source_under_mock_data():
   tfds = pytest.importorskip("tensorflow_datasets")
   with tfds.testing.mock_data(num_examples=20):
     ds = data.load_dataset(_config("cifar10", ""))
-  assert ds.train_images.shape == (20, 32, 32, 3)
-  assert ds.test_images.shape == (20, 32, 32, 3)
+    assert isinstance(ds.train, data.RecordSource)  # streamed, not materialised
+    assert len(ds.train) == 20 and len(ds.test) == 20
+    images, labels = ds.train.read(np.array([0, 3, 7]))
+  assert images.shape == (3, 32, 32, 3) and images.dtype == np.uint8
+  assert ds.image_shape == (32, 32, 3)
   assert ds.num_classes == 10
-  assert ds.train_labels.dtype == np.int32
+  assert labels.dtype == np.int32
 
 
 def test_unknown_dataset_is_refused():

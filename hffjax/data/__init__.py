@@ -1,23 +1,41 @@
 """Input: data sources, batching and augmentation."""
 
-from hffjax.data.pipeline import epoch_permutation, eval_batches, train_batches
+from hffjax.data.pipeline import (
+  TrainOrder,
+  epoch_permutation,
+  eval_batches,
+  eval_iterator,
+  train_batches,
+  train_iterator,
+)
 from hffjax.data.sources import (
   CLASS_NAMES,
   DATA_DIR_ENV,
   IDX_DATASETS,
   IDX_FILES,
+  ArraySource,
   Dataset,
+  RecordSource,
   find_idx_dir,
   load_dataset,
   load_idx_dataset,
   load_tfds_dataset,
   make_synthetic,
+  parse_split,
   read_idx,
+  split_range,
   validate,
 )
 
 __all__ = [
   "CLASS_NAMES",
+  "ArraySource",
+  "RecordSource",
+  "TrainOrder",
+  "eval_iterator",
+  "parse_split",
+  "split_range",
+  "train_iterator",
   "DATA_DIR_ENV",
   "IDX_DATASETS",
   "IDX_FILES",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import os
+import re
 import struct
 
 import numpy as np
@@ -49,28 +50,136 @@ CLASS_NAMES = {
 }
 
 
+class ArraySource:
+  """Records held in host memory: ``uint8`` images ``[N, H, W, K]`` and ``int32`` labels ``[N]``."""
+
+  def __init__(self, images: np.ndarray, labels: np.ndarray):
+    self.images = images
+    self.labels = np.asarray(labels, np.int32)
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+  @property
+  def image_shape(self) -> tuple[int, int, int] | None:
+    return tuple(self.images.shape[1:])
+
+  def record(self, i: int) -> tuple[np.ndarray, int]:
+    return self.images[i], int(self.labels[i])
+
+  def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(images [b, H, W, K], labels [b])`` of the records at ``indices`` (one gather)."""
+    return self.images[indices], self.labels[indices]
+
+  def subset(self, indices: np.ndarray) -> ArraySource:
+    return ArraySource(self.images[indices], self.labels[indices])
+
+
+class RecordSource:
+  """Records read one at a time from a random-access source (e.g. ``tfds.data_source``).
+
+  Nothing is materialised: a batch reads (and decodes) only its own records,
+  so host memory does not grow with the size of the split. Images may differ
+  in size; ``image_shape`` is then ``None`` and the pipeline resizes them.
+  """
+
+  def __init__(self, source, image_shape: tuple | None, indices: np.ndarray | None = None, relabel=None):
+    self.source = source
+    self._image_shape = image_shape
+    self.indices = indices  # a view over some records of ``source`` (a split slice or class subset)
+    self.relabel = relabel  # a lookup array: stored label -> label the model sees
+
+  def __len__(self) -> int:
+    return len(self.source) if self.indices is None else len(self.indices)
+
+  @property
+  def image_shape(self) -> tuple[int, int, int] | None:
+    return self._image_shape
+
+  def record(self, i: int) -> tuple[np.ndarray, int]:
+    r = self.source[int(i) if self.indices is None else int(self.indices[i])]
+    image = np.asarray(r["image"], np.uint8)
+    label = int(r["label"])
+    return (image[..., None] if image.ndim == 2 else image), (
+      label if self.relabel is None else int(self.relabel[label])
+    )
+
+  def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if self._image_shape is None:
+      raise HFFError("this dataset's images differ in size; set --config.image_size to crop them to one size")
+    records = [self.record(i) for i in indices]
+    return np.stack([r[0] for r in records]), np.asarray([r[1] for r in records], np.int32)
+
+  def subset(self, indices: np.ndarray) -> RecordSource:
+    base = indices if self.indices is None else self.indices[indices]
+    return RecordSource(self.source, self._image_shape, base, self.relabel)
+
+
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-  """A train and a test split held in host memory."""
+  """The splits a run uses, as sources, with what the model needs to know about them.
+
+  ``train`` and ``test`` always exist; ``validation`` when the config carves
+  one (``validation_split``). In-memory sources (IDX, synthetic) also expose
+  their arrays as ``train_images`` etc.
+  """
 
   name: str
-  train_images: np.ndarray  # [N, H, W, K] uint8
-  train_labels: np.ndarray  # [N] int32
-  test_images: np.ndarray  # [M, H, W, K] uint8
-  test_labels: np.ndarray  # [M] int32
+  train: ArraySource | RecordSource
+  test: ArraySource | RecordSource
   num_classes: int
+  validation: ArraySource | RecordSource | None = None
+  image_size: int = 0  # crop/resize size for datasets whose images vary in size
+  class_names: tuple[str, ...] | None = None
 
   @property
   def image_shape(self) -> tuple[int, int, int]:
-    return tuple(self.train_images.shape[1:])
+    shape = self.train.image_shape
+    if shape is None:
+      channels = 3
+      return (self.image_size, self.image_size, channels)
+    if self.image_size and tuple(shape[:2]) != (self.image_size, self.image_size):
+      return (self.image_size, self.image_size, shape[2])
+    return tuple(shape)
+
+  def _arrays(self, split: str) -> ArraySource:
+    source = getattr(self, split)
+    if not isinstance(source, ArraySource):
+      raise HFFError(f"{self.name} is streamed from disk; its {split} split has no in-memory arrays")
+    return source
 
   @property
-  def mean(self) -> float:
-    return float(self.train_images.mean(dtype=np.float64)) / 255.0
+  def train_images(self) -> np.ndarray:
+    return self._arrays("train").images
 
   @property
-  def std(self) -> float:
-    return max(float(self.train_images.std(dtype=np.float64)) / 255.0, 1e-6)
+  def train_labels(self) -> np.ndarray:
+    return self._arrays("train").labels
+
+  @property
+  def test_images(self) -> np.ndarray:
+    return self._arrays("test").images
+
+  @property
+  def test_labels(self) -> np.ndarray:
+    return self._arrays("test").labels
+
+  def pixel_stats(self, max_records: int = 10_000) -> tuple[float, float]:
+    """Mean and std of training pixels in ``[0, 1]`` from at most ``max_records`` evenly spaced records."""
+    n = len(self.train)
+    idx = np.unique(np.linspace(0, n - 1, num=min(n, max_records)).astype(np.int64))
+    if isinstance(self.train, ArraySource) or self.train.image_shape is not None:
+      images, _ = self.train.read(idx)
+      pixels = images.astype(np.float64)
+      mean, std = pixels.mean(), pixels.std()
+    else:  # sizes vary: pool per-record moments
+      count = total = total_sq = 0.0
+      for i in idx:
+        image = self.train.record(i)[0].astype(np.float64)
+        count, total, total_sq = count + image.size, total + image.sum(), total_sq + (image**2).sum()
+      mean = total / count
+      std = np.sqrt(max(total_sq / count - mean**2, 0.0))
+    return float(mean) / 255.0, max(float(std) / 255.0, 1e-6)
 
 
 # ----------------------------------------------------------------------------- IDX
@@ -145,58 +254,89 @@ def load_idx_dataset(name: str, data_dir: str | None, num_classes: int = 10) -> 
       )
   return Dataset(
     name=name,
-    train_images=arrays["train_images"][..., None],
-    train_labels=arrays["train_labels"].astype(np.int32),
-    test_images=arrays["test_images"][..., None],
-    test_labels=arrays["test_labels"].astype(np.int32),
+    train=ArraySource(arrays["train_images"][..., None], arrays["train_labels"]),
+    test=ArraySource(arrays["test_images"][..., None], arrays["test_labels"]),
     num_classes=num_classes,
+    class_names=tuple(CLASS_NAMES[name]) if name in CLASS_NAMES else None,
   )
 
 
 # ----------------------------------------------------------------------------- TFDS
 
 
-def load_tfds_dataset(name: str, data_dir: str | None) -> Dataset:
-  """Reads a prepared TFDS image dataset with ``tfds.data_source`` into memory."""
+PREPARE_HINT = (
+  "prepare it with `tfds build {name} --data_dir {data_dir} --file_format=array_record` "
+  "(needs tensorflow; see README, 'Preparing a TFDS dataset')"
+)
+
+
+def _tfds():
   try:
     import tensorflow_datasets as tfds  # noqa: PLC0415  (heavy; only this path needs it)
   except ImportError:
-    raise HFFError(f"dataset {name!r} needs tensorflow-datasets; pip install tensorflow-datasets") from None
+    raise HFFError("TFDS datasets need tensorflow-datasets; pip install 'hffjax[tfds]'") from None
+  return tfds
+
+
+def tfds_split(name: str, split: str, data_dir: str | None):
+  """``tfds.data_source`` for one split, or an HFFError saying why it cannot be read and how to fix it."""
+  tfds = _tfds()
   try:
-    builder = tfds.builder(name, data_dir=data_dir)
-  except Exception as e:  # TFDS raises several types for an unknown name.
+    return tfds.data_source(name, split=split, data_dir=data_dir or None)
+  except Exception as e:  # TFDS raises many types; diagnose below.
+    reason = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}" if str(e) else type(e).__name__
+    error = e
+  where = data_dir or "the default TFDS data dir"
+  hint = PREPARE_HINT.format(name=name, data_dir=data_dir or "DIR")
+  try:
+    builder = tfds.builder(name, data_dir=data_dir or None)
+  except Exception as e:
     raise HFFError(
       f"unknown dataset {name!r} ({type(e).__name__}); use fashion_mnist, mnist, synthetic "
       "or a TFDS dataset prepared in --config.data_dir"
     ) from None
-  try:
-    num_classes = int(builder.info.features["label"].num_classes)
-  except (KeyError, AttributeError):
+  if not os.path.isdir(str(builder.data_path)):
+    raise HFFError(f"TFDS {name} is not prepared in {where} ({reason}); {hint}") from None
+  file_format = str(getattr(builder.info, "file_format", "") or "")
+  if file_format and "array_record" not in file_format.lower():
     raise HFFError(
-      f"TFDS dataset {name!r} has no class label feature; use an image classification dataset"
+      f"TFDS {name} in {where} is prepared as {file_format.split('.')[-1].lower()}, which random access "
+      f"cannot read; {hint}"
     ) from None
+  base = split.split("[")[0]
+  if base not in builder.info.splits:
+    known = ", ".join(sorted(builder.info.splits)) or "none"
+    raise HFFError(
+      f"TFDS {name} in {where} has no split {base!r} (it has: {known}); use one of those"
+    ) from None
+  raise HFFError(f"cannot read TFDS {name}/{split} from {where} ({reason}); {hint}") from error
 
-  def read(split):
-    source = tfds.data_source(name, split=split, data_dir=data_dir)
-    records = [source[i] for i in range(len(source))]
-    images = np.stack([np.asarray(r["image"], np.uint8) for r in records])
-    images = images[..., None] if images.ndim == 3 else images
-    return images, np.asarray([r["label"] for r in records], np.int32)
 
-  out = {}
-  for split, names in (("train", ("train",)), ("test", ("test", "validation"))):
-    for split_name in names:
-      try:
-        out[split] = read(split_name)
-        break
-      except Exception as e:  # TFDS raises several types for a missing split or data dir.
-        error = e
-    else:
-      raise HFFError(
-        f"cannot read TFDS {name}/{split} from {data_dir or 'the default data dir'} "
-        f"({type(error).__name__}); prepare the dataset there first"
-      )
-  return Dataset(name, *out["train"], *out["test"], num_classes=num_classes)
+def load_tfds_dataset(name: str, data_dir: str | None, *, test_split: str | None = None) -> Dataset:
+  """A prepared TFDS image dataset, streamed with ``tfds.data_source`` (no TensorFlow needed)."""
+  tfds = _tfds()
+  train = tfds_split(name, "train", data_dir)
+  info = getattr(train, "dataset_info", None)
+  if info is None:
+    info = tfds.builder(name, data_dir=data_dir or None).info
+  label = info.features["label"] if "label" in info.features else None
+  if label is None or not hasattr(label, "num_classes") or "image" not in info.features:
+    raise HFFError(
+      f"TFDS dataset {name!r} has no image and class label features; use an image classification dataset"
+    )
+  if test_split is None:
+    test_split = "test" if "test" in info.splits else "validation"
+  test = tfds_split(name, test_split, data_dir)
+  shape = tuple(info.features["image"].shape)
+  fixed = None if any(s is None for s in shape) else (shape if len(shape) == 3 else (*shape, 1))
+  names = tuple(label.names) if getattr(label, "names", None) else None
+  return Dataset(
+    name=name,
+    train=RecordSource(train, fixed),
+    test=RecordSource(test, fixed),
+    num_classes=int(label.num_classes),
+    class_names=names,
+  )
 
 
 # ----------------------------------------------------------------------------- synthetic
@@ -221,14 +361,99 @@ def make_synthetic(
     return np.clip(images, 0, 255).astype(np.uint8), labels
 
   (xtr, ytr), (xte, yte) = split(num_train), split(num_test)
-  return Dataset("synthetic", xtr, ytr, xte, yte, num_classes)
+  return Dataset("synthetic", ArraySource(xtr, ytr), ArraySource(xte, yte), num_classes)
 
 
 # ----------------------------------------------------------------------------- entry point
 
 
+_SPLIT = re.compile(r"^(\w+)(?:\[(-?\d+%?)?:(-?\d+%?)?\])?$")
+
+
+def parse_split(spec: str) -> tuple[str, str | None, str | None]:
+  """``"train[-5000:]"`` -> ``("train", "-5000", None)``; TFDS's slice syntax (counts or percents)."""
+  m = _SPLIT.match(spec.replace(" ", ""))
+  if not m:
+    raise HFFError(
+      f"split {spec!r} does not parse; write NAME or NAME[START:STOP] with counts or percents, "
+      "e.g. train[-5000:] or train[:10%]"
+    )
+  return m.group(1), m.group(2), m.group(3)
+
+
+def split_range(spec: str, n: int) -> tuple[str, int, int]:
+  """The split name and the ``[start, stop)`` record range ``spec`` selects from a split of ``n`` records."""
+  name, lo, hi = parse_split(spec)
+
+  def bound(text, default):
+    if text is None:
+      return default
+    value = round(n * int(text[:-1]) / 100) if text.endswith("%") else int(text)
+    return min(max(value + n if value < 0 else value, 0), n)
+
+  start, stop = bound(lo, 0), bound(hi, n)
+  if stop <= start:
+    raise HFFError(f"split {spec!r} selects no records of the {n} in {name}; widen it")
+  return name, start, stop
+
+
+def _carve_validation(ds: Dataset, spec: str, data_dir: str) -> Dataset:
+  """Takes ``spec`` out of train (``train[...]``) or reads another split as validation."""
+  name, _, _ = parse_split(spec)
+  if name == "train":
+    _, start, stop = split_range(spec, len(ds.train))
+    if stop - start >= len(ds.train):
+      raise HFFError(f"validation_split {spec!r} takes every training record; leave some to train on")
+    keep = np.concatenate([np.arange(0, start), np.arange(stop, len(ds.train))])
+    return dataclasses.replace(
+      ds, train=ds.train.subset(keep), validation=ds.train.subset(np.arange(start, stop))
+    )
+  if name == "test":
+    raise HFFError("validation_split must not be the test split; carve it from train, e.g. train[-5000:]")
+  if isinstance(ds.train, ArraySource):
+    raise HFFError(
+      f"{ds.name} has only train and test splits; carve validation from train, e.g. train[-5000:]"
+    )
+  source = tfds_split(ds.name, name, data_dir)
+  _, start, stop = split_range(spec, len(source))
+  return dataclasses.replace(
+    ds, validation=RecordSource(source, ds.train.image_shape, np.arange(start, stop), ds.train.relabel)
+  )
+
+
+def _keep_classes(ds: Dataset, classes: tuple[int, ...]) -> Dataset:
+  """Keeps the records of ``classes``, relabelled ``0 .. k-1`` in the order given."""
+  bad = [c for c in classes if not 0 <= c < ds.num_classes]
+  if bad or len(set(classes)) != len(classes):
+    raise HFFError(
+      f"classes {tuple(classes)} must be distinct labels in [0, {ds.num_classes}); e.g. (5, 6, 7, 8, 9)"
+    )
+  lookup = np.full(ds.num_classes, -1, np.int32)
+  lookup[list(classes)] = np.arange(len(classes), dtype=np.int32)
+
+  def keep(source):
+    if source is None:
+      return None
+    if not isinstance(source, ArraySource):
+      raise HFFError(
+        "config.classes needs an in-memory dataset (IDX or synthetic); streamed TFDS data is not filtered yet"
+      )
+    idx = np.flatnonzero(lookup[source.labels] >= 0)
+    return ArraySource(source.images[idx], lookup[source.labels[idx]])
+
+  names = tuple(ds.class_names[c] for c in classes) if ds.class_names else None
+  return dataclasses.replace(
+    ds,
+    train=keep(ds.train),
+    test=keep(ds.test),
+    validation=keep(ds.validation),
+    num_classes=len(classes),
+    class_names=names,
+  )
+
+
 def load_dataset(config) -> Dataset:
-  """Loads and validates the dataset a config names."""
+  """Loads and validates the dataset a config names, with its validation split and class subset."""
   name = config.dataset
   if name == "synthetic":
     s = config.synthetic
@@ -245,6 +470,17 @@ def load_dataset(config) -> Dataset:
     ds = load_idx_dataset(name, config.data_dir or None)
   else:
     ds = load_tfds_dataset(name, config.data_dir or None)
+  image_size = int(config.get("image_size", 0) or 0)
+  if image_size:
+    ds = dataclasses.replace(ds, image_size=image_size)
+  elif ds.train.image_shape is None:
+    raise HFFError(
+      f"{name}'s images differ in size; set --config.image_size (e.g. 224) to crop them to one size"
+    )
+  if config.get("validation_split"):
+    ds = _carve_validation(ds, config.validation_split, config.data_dir)
+  if config.get("classes"):
+    ds = _keep_classes(ds, tuple(int(c) for c in config.classes))
   validate(ds)
   return ds
 
@@ -258,17 +494,23 @@ def _tfds_prepared(name: str, data_dir: str) -> bool:
 
 
 def validate(ds: Dataset) -> None:
-  """Refuses labels outside ``[0, num_classes)`` and mismatched image shapes."""
-  for split, labels in (("train", ds.train_labels), ("test", ds.test_labels)):
-    if labels.size and (labels.min() < 0 or labels.max() >= ds.num_classes):
+  """Refuses labels outside ``[0, num_classes)``, mismatched image shapes and empty splits."""
+  splits = [("train", ds.train), ("test", ds.test)] + (
+    [("validation", ds.validation)] if ds.validation else []
+  )
+  for split, source in splits:
+    if len(source) == 0:
+      raise HFFError(f"{ds.name} has an empty {split} split; fix the data")
+    if not isinstance(source, ArraySource):
+      continue  # streamed: labels are checked as batches are read
+    labels = source.labels
+    if labels.min() < 0 or labels.max() >= ds.num_classes:
       bad = labels[(labels < 0) | (labels >= ds.num_classes)][0]
       raise HFFError(
         f"{ds.name} {split} split has label {bad} outside [0, {ds.num_classes}); fix the labels file"
       )
-  if ds.train_images.shape[1:] != ds.test_images.shape[1:]:
+  if ds.train.image_shape != ds.test.image_shape and not ds.image_size:
     raise HFFError(
-      f"{ds.name}: train images {ds.train_images.shape[1:]} and test images "
-      f"{ds.test_images.shape[1:]} differ in shape; fix the data"
+      f"{ds.name}: train images {ds.train.image_shape} and test images "
+      f"{ds.test.image_shape} differ in shape; fix the data"
     )
-  if len(ds.train_images) == 0 or len(ds.test_images) == 0:
-    raise HFFError(f"{ds.name} has an empty split; fix the data")

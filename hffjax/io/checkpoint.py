@@ -17,13 +17,19 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from hffjax import sharding
 from hffjax.errors import HFFError
+
+FORMAT_VERSION = 2  # 1: hffjax 0.1 (per-epoch meter); 2: step-based loop, per-evaluation meter
 
 
 def fingerprint(tree) -> str:
-  """SHA-256 of a pytree's leaves (path, dtype, shape and bytes), in sorted path order."""
+  """SHA-256 of a pytree's leaves (path, dtype, shape and bytes), in sorted path order.
+
+  Works on multi-host arrays: replicated ones are read from a local replica.
+  """
   h = hashlib.sha256()
-  leaves = jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]
+  leaves = jax.tree_util.tree_flatten_with_path(sharding.fetch(tree))[0]
   for path, leaf in sorted(leaves, key=lambda item: jax.tree_util.keystr(item[0])):
     arr = np.ascontiguousarray(np.asarray(leaf))
     h.update(f"{jax.tree_util.keystr(path)}|{arr.dtype.str}|{arr.shape}|".encode())
@@ -59,7 +65,7 @@ class Checkpoints:
 
   def save(self, step: int, state, meta: dict | None = None) -> None:
     """Starts an asynchronous save; :meth:`wait` blocks until it is on disk."""
-    meta = {**(meta or {}), "fingerprint": fingerprint(state)}
+    meta = {**(meta or {}), "fingerprint": fingerprint(state), "format_version": FORMAT_VERSION}
     self._manager.save(
       int(step), args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
     )
@@ -88,6 +94,12 @@ class Checkpoints:
       args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()),
     )
     state, meta = restored["state"], dict(restored["meta"])
+    version = int(meta.get("format_version", 1))
+    if version > FORMAT_VERSION:
+      raise HFFError(
+        f"checkpoint {step} in {self.directory} was written by a newer hffjax (checkpoint format "
+        f"{version}; this one reads up to {FORMAT_VERSION}); upgrade hffjax"
+      )
     if meta.get("fingerprint") != fingerprint(state):
       raise ValueError("its contents do not match the fingerprint saved with it")
     return state, meta

@@ -1,26 +1,54 @@
-"""The workdir: the config it was trained with, and the guard against mixing runs."""
+"""The workdir: the config it was trained with, the guard against mixing runs, the shared-storage check.
+
+Process 0 alone reads and writes these files; the other processes of a
+multi-host job learn the outcome through a broadcast, so every process either
+goes on or stops with the same one-line error.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 
 import ml_collections
+import numpy as np
 
 from hffjax import config as config_lib
+from hffjax import sharding
 from hffjax.errors import HFFError
 from hffjax.io import writers
 
+# Keys a resumed run may change: how long to train, and how the host reads data.
+RESUMABLE_KEYS = ("num_epochs", "num_steps", "data_workers", "data_prefetch")
+MARKER = ".hffjax_job"
 
-def prepare_workdir(config: ml_collections.ConfigDict, workdir: str, overwrite: bool) -> None:
-  """Refuses a workdir trained with another config (but for num_epochs) unless ``overwrite``."""
+
+def _write_atomic(path: str, text: str) -> None:
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w") as f:
+    f.write(text)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def _prepare(config: ml_collections.ConfigDict, workdir: str, overwrite: bool, data_info: dict) -> None:
   config_path = os.path.join(workdir, "config.json")
   if os.path.isfile(config_path):
     with open(config_path) as f:
-      saved = json.loads(f.read())
+      try:
+        saved = json.loads(f.read())
+      except json.JSONDecodeError:
+        saved = None  # a config.json cut short: nothing trustworthy to compare against
     now = json.loads(config_lib.to_json(config))
-    changed = sorted(k for k in set(saved) | set(now) if k != "num_epochs" and saved.get(k) != now.get(k))
+    if saved is None:
+      changed = ["config.json (unreadable)"]
+    else:
+      changed = sorted(
+        k for k in set(saved) | set(now) if k not in RESUMABLE_KEYS and saved.get(k) != now.get(k)
+      )
     if changed and not overwrite:
       raise HFFError(
         f"{workdir} holds a run with a different config ({', '.join(changed)} differ); "
@@ -28,9 +56,46 @@ def prepare_workdir(config: ml_collections.ConfigDict, workdir: str, overwrite: 
       )
     if changed or overwrite:
       shutil.rmtree(os.path.join(workdir, "checkpoints"), ignore_errors=True)
+      shutil.rmtree(os.path.join(workdir, writers.TENSORBOARD_DIR), ignore_errors=True)
       for name in (writers.FILENAME, "config.json", "data.json"):
         if os.path.exists(os.path.join(workdir, name)):
           os.remove(os.path.join(workdir, name))
   os.makedirs(workdir, exist_ok=True)
-  with open(config_path, "w") as f:
-    f.write(config_lib.to_json(config))
+  _write_atomic(config_path, config_lib.to_json(config))
+  _write_atomic(os.path.join(workdir, "data.json"), json.dumps(data_info))
+
+
+def prepare_workdir(
+  config: ml_collections.ConfigDict, workdir: str, overwrite: bool, data_info: dict | None = None
+) -> None:
+  """Refuses a workdir trained with another config (but for :data:`RESUMABLE_KEYS`) unless ``overwrite``.
+
+  Writes ``config.json`` and ``data.json`` (process 0), then checks that every
+  process sees the workdir process 0 wrote (a shared filesystem).
+  """
+  error, token = "", 0
+  if sharding.is_primary():
+    try:
+      _prepare(config, workdir, overwrite, data_info or {})
+      token = secrets.randbits(62) or 1
+      _write_atomic(os.path.join(workdir, MARKER), str(token))
+    except HFFError as e:
+      error = str(e)
+    except OSError as e:
+      error = f"cannot write to {workdir} ({e.strerror or e}); check the path and its permissions"
+  # Process 0's outcome to everyone: token 0 means it refused the workdir.
+  token = int(sharding.broadcast(np.asarray(token, np.int64)))
+  if not token:
+    raise HFFError(error or f"process 0 refused {workdir}; see its error message")
+  marker = os.path.join(workdir, MARKER)
+  try:
+    with open(marker) as f:
+      seen = int(f.read().strip() or 0)
+  except (OSError, ValueError):
+    seen = -1
+  missing = sharding.processes_where(seen != token)
+  if missing:
+    raise HFFError(
+      f"{workdir} is not shared: process(es) {', '.join(map(str, missing))} cannot see what process 0 "
+      "wrote there; put the workdir on storage every process mounts (e.g. NFS) at the same path"
+    )

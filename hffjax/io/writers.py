@@ -1,4 +1,7 @@
-"""``metrics.jsonl``: one JSON object per evaluation, appended as whole lines."""
+"""Metric writers: ``metrics.jsonl`` (one JSON object per evaluation) and TensorBoard event files.
+
+Only process 0 writes; :class:`MetricWriter` is a no-op on the others.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +11,12 @@ import os
 from hffjax.io.checkpoint import warn
 
 FILENAME = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"
 WALL_CLOCK_KEYS = (
   "time",
   "epoch_seconds",
+  "interval_seconds",
+  "steps_per_second",
   "train_examples_per_second",
   "eval_examples_per_second",
   "eval_seconds",
@@ -62,3 +68,47 @@ def keep_up_to(path: str, step: int | None) -> None:
     f.flush()
     os.fsync(f.fileno())
   os.replace(tmp, path)
+
+
+class MetricWriter:
+  """Appends evaluation records to ``metrics.jsonl`` and their numbers to TensorBoard (process 0 only).
+
+  TensorBoard files are written with ``tensorboardX`` (no TensorFlow needed)
+  when it is installed.
+  """
+
+  def __init__(self, workdir: str, *, enabled: bool):
+    self.enabled = enabled
+    self.path = os.path.join(workdir, FILENAME)
+    self._tb = None
+    if enabled:
+      try:
+        from tensorboardX import SummaryWriter  # noqa: PLC0415  (optional)
+      except ImportError:
+        SummaryWriter = None
+      if SummaryWriter is not None:
+        self._tb = SummaryWriter(os.path.join(workdir, TENSORBOARD_DIR), flush_secs=30)
+
+  def keep_up_to(self, step: int | None) -> None:
+    if self.enabled:
+      keep_up_to(self.path, step)
+
+  def write(self, record: dict) -> None:
+    if not self.enabled:
+      return
+    append(self.path, record)
+    if self._tb is not None:
+      step = int(record["step"])
+      for key, value in record.items():
+        if key in ("step", "time"):
+          continue
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+          self._tb.add_scalar(key, value, step)
+        elif isinstance(value, list) and all(isinstance(v, (int, float)) for v in value):
+          for i, v in enumerate(value):
+            self._tb.add_scalar(f"{key}/{i}", v, step)
+      self._tb.flush()
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()

@@ -8,22 +8,31 @@ import jax
 import numpy as np
 
 from hffjax import sharding
-from hffjax.data import eval_batches
+from hffjax.data import ArraySource, Dataset, eval_iterator
 from hffjax.train.state import TrainState
 
 
-def evaluate(
-  eval_fn, state: TrainState, images: np.ndarray, labels: np.ndarray, mesh, batch_size: int
+def evaluate_split(
+  eval_fn, state: TrainState, ds: Dataset, split: str, mesh, batch_size: int, *, top5: bool = False
 ) -> dict:
-  """Exact accuracy over every example (the last batch is padded and masked)."""
+  """Exact accuracy over every record of ``ds``'s ``split``, read by every process for its own devices.
+
+  The last batch is padded and masked; the counts are summed on the devices,
+  so every process gets the same exact totals.
+  """
   counts, start = None, time.perf_counter()
-  for x, y, m in eval_batches(images, labels, batch_size):
-    c = eval_fn(state.params, state.batch_stats, *sharding.global_batch(mesh, x, y, m))
+  batches = eval_iterator(
+    ds, split, batch_size, process_index=jax.process_index(), process_count=jax.process_count()
+  )
+  for b in batches:
+    c = eval_fn(state.params, state.batch_stats, *sharding.to_global(mesh, b["image"], b["label"], b["mask"]))
     counts = c if counts is None else counts + c
-  counts = np.asarray(jax.device_get(counts), np.int64)
+  counts = np.asarray(sharding.fetch(counts), np.int64)
   seconds = time.perf_counter() - start
-  n = len(images)
-  return {
+  n = len(getattr(ds, split))
+  if top5:
+    counts, top5_count = counts[:-1], counts[-1]
+  result = {
     "test_accuracy": counts[-2] / n,
     "ensemble_accuracy": counts[-1] / n,
     "layer_accuracy": [c / n for c in counts[:-2]],
@@ -31,6 +40,17 @@ def evaluate(
     "eval_seconds": seconds,
     "examples_per_second": n / seconds,
   }
+  if top5:
+    result["top5_accuracy"] = top5_count / n
+  return result
+
+
+def evaluate(
+  eval_fn, state: TrainState, images: np.ndarray, labels: np.ndarray, mesh, batch_size: int, **kwargs
+) -> dict:
+  """:func:`evaluate_split` over in-memory arrays."""
+  ds = Dataset("arrays", ArraySource(images[:1], labels[:1]), ArraySource(images, labels), num_classes=0)
+  return evaluate_split(eval_fn, state, ds, "test", mesh, batch_size, **kwargs)
 
 
 def format_summary(result: dict) -> str:

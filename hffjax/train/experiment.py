@@ -35,17 +35,27 @@ class Experiment:
   num_outputs: int  # score arrays the model returns: one per block (HFF, FF), one (BP)
   initial_state: TrainState
   optimizer: optax.GradientTransformation
-  steps_per_epoch: int
+  order: data_lib.TrainOrder
   eval_batch_size: int
+  total_steps: int
 
   @property
-  def total_steps(self) -> int:
-    return self.config.num_epochs * self.steps_per_epoch
+  def steps_per_epoch(self) -> int:
+    return self.order.steps_per_epoch
+
+  @property
+  def eval_every_steps(self) -> int:
+    return self.config.eval_every_steps or self.steps_per_epoch
+
+  @property
+  def top5(self) -> bool:
+    """Whether evaluation also counts top-5 hits (for 20 classes or more)."""
+    return self.dataset.num_classes >= 20
 
   def eval_fn(self):
     blocks = ensemble_blocks(self.config, self.num_outputs)
     return jax.jit(
-      make_eval_step(self.graphdef, blocks),
+      make_eval_step(self.graphdef, blocks, top5=self.top5),
       in_shardings=(sharding.replicated(self.mesh), sharding.replicated(self.mesh))
       + (sharding.batch_sharding(self.mesh),) * 3,
       out_shardings=sharding.replicated(self.mesh),
@@ -66,17 +76,20 @@ class Experiment:
     return ckpt_lib.abstract_like(self.initial_state.to_dict(), sharding.replicated(self.mesh))
 
   def model(self, state: TrainState) -> nnx.Module:
-    return merge_model(self.graphdef, *jax.device_get((state.params, state.batch_stats)))
+    return merge_model(self.graphdef, *sharding.fetch((state.params, state.batch_stats)))
 
 
 def build_network(config: ml_collections.ConfigDict, ds: data_lib.Dataset) -> nnx.Module:
   """The model ``config.method`` trains: HFF, or a baseline on the same blocks."""
+  pixel_mean, pixel_std = config.pixel_mean, config.pixel_std
+  if pixel_mean < 0 or pixel_std <= 0:  # not given: estimate from a bounded sample of training records
+    pixel_mean, pixel_std = ds.pixel_stats()
   common = dict(
     input_shape=ds.image_shape,
     num_classes=ds.num_classes,
     seed=config.seed,
-    pixel_mean=ds.mean,
-    pixel_std=ds.std,
+    pixel_mean=pixel_mean,
+    pixel_std=pixel_std,
   )
   if config.method == "bp":
     return baselines.build_bp_model(config.model, **common)
@@ -99,20 +112,21 @@ def setup(
   """
   config_lib.validate_config(config)
   ds = dataset if dataset is not None else data_lib.load_dataset(config)
-  n_train = len(ds.train_images)
-  if config.batch_size > n_train:
-    raise HFFError(f"batch_size {config.batch_size} is larger than the {n_train} training examples; lower it")
   mesh = mesh if mesh is not None else sharding.make_mesh()
+  order = data_lib.TrainOrder(
+    len(ds.train), config.batch_size, config.seed, jax.process_index(), jax.process_count()
+  )
   sharding.check_batch_size(config.batch_size, mesh)
   n_dev = mesh.devices.size
-  eval_bs = min(config.eval_batch_size, len(ds.test_images))
+  eval_bs = min(config.eval_batch_size, max(len(ds.test), len(ds.validation or ())))
   eval_bs = -(-eval_bs // n_dev) * n_dev
   model = build_network(config, ds)
-  num_outputs = len(jax.eval_shape(lambda m, x: m(x), model, ds.test_images[:1]))
+  probe = jax.ShapeDtypeStruct((1, *ds.image_shape), jnp.uint8)
+  num_outputs = len(jax.eval_shape(lambda m, x: m(x), model, probe))
   ensemble_blocks(config, num_outputs)
   graphdef, params, batch_stats = split_model(model)
-  steps_per_epoch = n_train // config.batch_size
-  optimizer = make_optimizer(config, config.num_epochs * steps_per_epoch)
+  total_steps = config.num_steps or config.num_epochs * order.steps_per_epoch
+  optimizer = make_optimizer(config, total_steps)
   state = TrainState(
     step=jnp.zeros((), jnp.int32),
     params=params,
@@ -120,7 +134,7 @@ def setup(
     opt_state=optimizer.init(params),
   )
   state = jax.device_put(state, sharding.replicated(mesh))
-  return Experiment(config, ds, mesh, graphdef, num_outputs, state, optimizer, steps_per_epoch, eval_bs)
+  return Experiment(config, ds, mesh, graphdef, num_outputs, state, optimizer, order, eval_bs, total_steps)
 
 
 def to_state(tree: dict) -> TrainState:

@@ -1,14 +1,19 @@
-"""``train_and_evaluate(config, workdir)``: the training loop, read top to bottom."""
+"""``train_and_evaluate(config, workdir)``: the training loop, read top to bottom.
+
+Every process of a multi-host job runs this same loop on its own share of
+each batch; process 0 alone writes files, prints and shows the progress bar.
+"""
 
 from __future__ import annotations
 
-import json
-import os
+import signal
+import threading
 import time
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
 from hffjax import data as data_lib
@@ -17,15 +22,81 @@ from hffjax.errors import HFFError
 from hffjax.io import checkpoint as ckpt_lib
 from hffjax.io import writers
 from hffjax.io.workdir import prepare_workdir
-from hffjax.train.evaluate import evaluate
-from hffjax.train.experiment import restore_experiment, setup, to_state
-from hffjax.train.meter import EpochMeter
+from hffjax.train.evaluate import evaluate_split
+from hffjax.train.experiment import Experiment, restore_experiment, setup, to_state
+from hffjax.train.meter import Meter, NonFiniteLoss
 from hffjax.train.state import TrainState
+
+
+class Preempted(Exception):
+  """Raised after the checkpoint a SIGTERM asked for is on disk; the CLI exits 0 on it."""
+
+
+class PreemptionWatch:
+  """Notices SIGTERM; every process agrees on the step at which to stop.
+
+  On a multi-process job JAX's runtime catches SIGTERM and its preemption sync
+  point names one step for all processes; on one process a signal handler sets
+  a flag that the loop reads after each step.
+  """
+
+  def __init__(self):
+    self._flag = threading.Event()
+    self._previous = None
+
+  def __enter__(self):
+    if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
+      self._previous = signal.signal(signal.SIGTERM, lambda *_: self._flag.set())
+    return self
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+  def reached(self, step: int) -> bool:
+    if jax.process_count() > 1:
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self._flag.is_set()
 
 
 @jax.jit
 def _all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def _save(ckpts: ckpt_lib.Checkpoints, state: TrainState, step: int, last_saved: int | None, meta=None):
+  """Saves ``state`` unless it is non-finite (then the last good checkpoint stays the newest)."""
+  if not bool(sharding.fetch(_all_finite(state.params))):
+    raise HFFError(
+      f"parameters became non-finite by step {step}; checkpoint {last_saved} is kept; lower learning_rate"
+    )
+  if last_saved == step:
+    return last_saved
+  ckpts.save(step, state.to_dict(), meta)
+  return step
+
+
+def _evaluate_all(exp: Experiment, eval_fn, state: TrainState) -> dict:
+  """Test metrics under the usual names, and ``validation_*`` when the run has a validation split."""
+  top5 = exp.top5
+  test = evaluate_split(eval_fn, state, exp.dataset, "test", exp.mesh, exp.eval_batch_size, top5=top5)
+  result = {k: v for k, v in test.items() if k not in ("eval_seconds", "examples_per_second", "num_examples")}
+  result["eval_examples_per_second"] = test["examples_per_second"]
+  if exp.dataset.validation is not None:
+    val = evaluate_split(eval_fn, state, exp.dataset, "validation", exp.mesh, exp.eval_batch_size, top5=top5)
+    result["validation_accuracy"] = val["test_accuracy"]
+    result["validation_ensemble_accuracy"] = val["ensemble_accuracy"]
+    result["validation_layer_accuracy"] = val["layer_accuracy"]
+    if top5:
+      result["validation_top5_accuracy"] = val["top5_accuracy"]
+  return result
+
+
+def _restore(exp: Experiment, ckpts: ckpt_lib.Checkpoints) -> tuple[TrainState, int | None, dict]:
+  if not ckpts.all_steps():
+    return exp.initial_state, None, {}
+  last_saved, tree, meta = ckpts.restore(exp.abstract_state(), delete_damaged=True)
+  return to_state(tree), last_saved, meta
 
 
 def train_and_evaluate(
@@ -36,16 +107,18 @@ def train_and_evaluate(
   progress: bool | None = None,
   overwrite: bool = False,
 ) -> dict:
-  """Trains (resuming from ``workdir`` if it holds checkpoints) and evaluates each epoch.
+  """Trains (resuming from ``workdir`` if it holds checkpoints), evaluating every ``eval_every_steps``.
 
   Writes ``workdir/config.json``, ``workdir/metrics.jsonl`` (one record per
-  evaluation) and Orbax checkpoints in ``workdir/checkpoints``. A run killed at
-  any point and started again with the same arguments ends with the same
-  parameters and metrics as one that was never interrupted.
+  evaluation), TensorBoard files and Orbax checkpoints in
+  ``workdir/checkpoints``. A run killed at any point and started again with
+  the same arguments ends with the same parameters and metrics as one that
+  was never interrupted. SIGTERM saves a checkpoint at the next step and
+  raises :class:`Preempted`.
 
   Args:
     config: the run's config.
-    workdir: where the run lives.
+    workdir: where the run lives (shared by every process of a multi-host job).
     dataset: use this instead of loading ``config.dataset``.
     progress: show a progress bar (default: when stderr is a terminal).
     overwrite: discard a run in ``workdir`` that was trained with another config.
@@ -54,108 +127,128 @@ def train_and_evaluate(
     The last evaluation record.
   """
   exp = setup(config, dataset)
-  prepare_workdir(config, workdir, overwrite)
-  with open(os.path.join(workdir, "data.json"), "w") as f:
-    json.dump({"image_shape": exp.dataset.image_shape, "num_classes": exp.dataset.num_classes}, f)
-  metrics_path = os.path.join(workdir, writers.FILENAME)
+  primary = sharding.is_primary()
+  data_info = {"image_shape": list(exp.dataset.image_shape), "num_classes": exp.dataset.num_classes}
+  prepare_workdir(config, workdir, overwrite, data_info)
   ckpts = ckpt_lib.Checkpoints(workdir, keep=config.keep_checkpoints)
-  state, meta, last_saved = exp.initial_state, {}, None
-  if ckpts.all_steps():
-    last_saved, tree, meta = ckpts.restore(exp.abstract_state(), delete_damaged=True)
-    state = to_state(tree)
-  start = int(state.step)
-  writers.keep_up_to(metrics_path, last_saved)
+  writer = writers.MetricWriter(workdir, enabled=primary)
+  state, last_saved, meta = _restore(exp, ckpts)
+  start = int(sharding.fetch(state.step))
+  writer.keep_up_to(last_saved)
 
+  total, every, spe = exp.total_steps, exp.eval_every_steps, exp.steps_per_epoch
   train_step, eval_fn = exp.train_fn(), exp.eval_fn()
-  ds, spe, total = exp.dataset, exp.steps_per_epoch, exp.total_steps
-  result = None
+  batches = data_lib.train_iterator(
+    exp.dataset,
+    exp.order,
+    start,
+    total,
+    workers=config.data_workers,
+    prefetch=config.data_prefetch,
+  )
+  saved_meter = meta.get("meter", meta.get("epoch_meter")) if start % every else None
+  meter = Meter(exp.num_outputs, config.batch_size, saved_meter)
   bar = tqdm(
     total=total,
     initial=min(start, total),
     unit="step",
     dynamic_ncols=True,
-    disable=(not progress) if progress is not None else None,
+    disable=(not progress if progress is not None else None) if primary else True,
     desc="train",
   )
+  result, step, pending = None, start, None
 
-  def consume(meter, metrics, at_step, last_saved):
-    meter.add(jax.device_get(metrics), at_step, last_saved, ckpts.directory)
+  def consume(metrics, at_step):
+    """Adds a step's metrics, fetched one step late so that dispatch never waits on the device."""
+    try:
+      meter.add(sharding.fetch(metrics))
+    except NonFiniteLoss as e:
+      kept = (
+        f"checkpoint {last_saved} in {ckpts.directory} is kept"
+        if last_saved is not None
+        else "no checkpoint was saved"
+      )
+      raise HFFError(f"{e} at step {at_step}; {kept}; lower learning_rate") from None
     if at_step % config.log_every_steps == 0 or at_step == total:
       bar.set_postfix(epoch=(at_step - 1) // spe + 1, **meter.postfix())
 
   try:
-    step = start
-    while step < total:
-      epoch, offset = divmod(step, spe)
-      meter = EpochMeter(exp.num_outputs, config.batch_size, meta.get("epoch_meter") if offset else None)
-      pending = None  # the previous step's metrics: fetched one step late, so dispatch never waits
-      for images, labels in data_lib.train_batches(ds, config.batch_size, config.seed, epoch, offset):
-        state, metrics = train_step(state, *sharding.global_batch(exp.mesh, images, labels))
+    with PreemptionWatch() as preemption:
+      for images, labels in sharding.device_prefetch(batches, exp.mesh):
+        state, metrics = train_step(state, images, labels)
         step += 1
-        if pending is not None:
-          consume(meter, *pending, last_saved)
-        pending = (metrics, step)
         bar.update(1)
-        if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0 and step % spe:
-          consume(meter, *pending, last_saved)
+        if pending is not None:
+          consume(*pending)
+        pending = (metrics, step)
+        stop = preemption.reached(step)
+        if step % every == 0 or step == total:
+          consume(*pending)
           pending = None
-          last_saved = _save(ckpts, state, step, last_saved, {"epoch_meter": meter.to_dict()})
-      if pending is not None:
-        consume(meter, *pending, last_saved)
-      train_seconds = meter.seconds()
-      result = evaluate(eval_fn, state, ds.test_images, ds.test_labels, exp.mesh, exp.eval_batch_size)
-      record = {
-        "step": step,
-        "epoch": epoch + 1,
-        **meter.summary(),
-        **{k: v for k, v in result.items() if k not in ("examples_per_second", "eval_seconds")},
-        "epoch_seconds": train_seconds,
-        "train_examples_per_second": meter.seen / train_seconds,
-        "eval_examples_per_second": result["examples_per_second"],
-        "time": time.time(),
-      }
-      writers.append(metrics_path, record)
-      last_saved = _save(ckpts, state, step, last_saved)
-      accs = "/".join(f"{100 * a:.1f}" for a in result["layer_accuracy"])
-      bar.write(
-        f"epoch {epoch + 1}/{config.num_epochs}  loss {record['train_loss']:.4f}  "
-        f"test {100 * result['test_accuracy']:.2f}% (ensemble {100 * result['ensemble_accuracy']:.2f}%, "
-        f"blocks {accs})  {train_seconds:.1f} s"
-      )
-      result = record
+          result = _evaluation_record(exp, eval_fn, state, step, meter)
+          writer.write(result)
+          last_saved = _save(ckpts, state, step, last_saved)
+          if primary:
+            bar.write(_progress_line(result, config, spe))
+          meter = Meter(exp.num_outputs, config.batch_size)
+        elif stop or (config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0):
+          consume(*pending)
+          pending = None
+          last_saved = _save(ckpts, state, step, last_saved, {"meter": meter.to_dict()})
+        if stop:
+          ckpts.wait()
+          raise Preempted(
+            f"stopped by SIGTERM at step {step}; checkpoint {last_saved} is saved; re-run the same command to resume"
+          )
   finally:
     bar.close()
+    writer.close()
     ckpts.close()
   if result is None:  # Already trained to the end: report the restored model.
-    result = evaluate(eval_fn, state, ds.test_images, ds.test_labels, exp.mesh, exp.eval_batch_size)
-    result = {"step": start, "epoch": start // spe, **result}
+    result = {"step": start, "epoch": start / spe, **_evaluate_all(exp, eval_fn, state)}
   return result
 
 
-def _save(
-  ckpts: ckpt_lib.Checkpoints, state: TrainState, step: int, last_saved: int | None, meta: dict | None = None
-) -> int | None:
-  """Saves ``state`` unless it is non-finite (then the last good checkpoint stays the newest)."""
-  if not bool(_all_finite(state.params)):
-    raise HFFError(
-      f"parameters became non-finite by step {step}; checkpoint {last_saved} is kept; lower learning_rate"
-    )
-  if last_saved == step:
-    return last_saved
-  ckpts.save(step, state.to_dict(), meta)
-  return step
+def _evaluation_record(exp: Experiment, eval_fn, state: TrainState, step: int, meter: Meter) -> dict:
+  seconds = meter.seconds()
+  record = {
+    "step": step,
+    "epoch": round(step / exp.steps_per_epoch, 4),
+    **meter.summary(),
+    **_evaluate_all(exp, eval_fn, state),
+    "interval_seconds": seconds,
+    "train_examples_per_second": meter.examples_per_second(),
+    "steps_per_second": (meter.steps - meter.steps_at_start) / max(seconds, 1e-9),
+    "time": time.time(),
+  }
+  if step % exp.steps_per_epoch == 0 and exp.config.eval_every_steps in (0, exp.steps_per_epoch):
+    record["epoch"] = step // exp.steps_per_epoch
+    record["epoch_seconds"] = seconds
+  return record
+
+
+def _progress_line(record: dict, config: ml_collections.ConfigDict, spe: int) -> str:
+  accs = "/".join(f"{100 * a:.1f}" for a in record["layer_accuracy"])
+  val = f"  val {100 * record['validation_accuracy']:.2f}%" if "validation_accuracy" in record else ""
+  where = (
+    f"epoch {record['epoch']}/{config.num_epochs}"
+    if not config.num_steps and isinstance(record["epoch"], int)
+    else f"step {record['step']} (epoch {record['step'] / spe:.2f})"
+  )
+  return (
+    f"{where}  loss {record['train_loss']:.4f}  test {100 * record['test_accuracy']:.2f}% "
+    f"(ensemble {100 * record['ensemble_accuracy']:.2f}%, blocks {accs}){val}  {record['interval_seconds']:.1f} s"
+  )
 
 
 def evaluate_workdir(workdir: str, data_dir: str | None = None) -> dict:
   """Restores the latest checkpoint of ``workdir`` and evaluates it on the test split."""
   exp, state, step = restore_experiment(workdir, data_dir)
   eval_fn = exp.eval_fn()
-  # Compile outside the timed loop so examples_per_second measures inference only.
-  x, y, m = next(data_lib.eval_batches(exp.dataset.test_images, exp.dataset.test_labels, exp.eval_batch_size))
-  jax.block_until_ready(eval_fn(state.params, state.batch_stats, *sharding.global_batch(exp.mesh, x, y, m)))
-  result = evaluate(
-    eval_fn, state, exp.dataset.test_images, exp.dataset.test_labels, exp.mesh, exp.eval_batch_size
-  )
+  # Compile outside the timed pass so examples_per_second measures inference only.
+  evaluate_split(eval_fn, state, exp.dataset, "test", exp.mesh, exp.eval_batch_size)
+  top5 = exp.top5
+  result = evaluate_split(eval_fn, state, exp.dataset, "test", exp.mesh, exp.eval_batch_size, top5=top5)
   return {
     "step": step,
     "epoch": step / exp.steps_per_epoch,

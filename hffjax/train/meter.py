@@ -1,4 +1,4 @@
-"""Running sums of one epoch's training metrics, kept on the host."""
+"""Running sums of the training metrics since the last evaluation, kept on the host."""
 
 from __future__ import annotations
 
@@ -6,28 +6,20 @@ import time
 
 import numpy as np
 
-from hffjax.errors import HFFError
+
+class NonFiniteLoss(Exception):
+  """A block's loss became NaN or infinite; the loop turns it into a user-facing error."""
+
+  def __init__(self, block: int, value: float):
+    super().__init__(f"loss of block {block} became {value}")
+    self.block, self.value = block, value
 
 
-def _check_finite(metrics: dict, step: int, last_saved: int | None, ckpt_dir: str) -> None:
-  block_loss = np.asarray(metrics["block_loss"])
-  bad = np.flatnonzero(~np.isfinite(block_loss))
-  if bad.size:
-    kept = (
-      f"checkpoint {last_saved} in {ckpt_dir} is kept"
-      if last_saved is not None
-      else "no checkpoint was saved"
-    )
-    raise HFFError(
-      f"loss of block {int(bad[0])} became {block_loss[bad[0]]} at step {step}; {kept}; lower learning_rate"
-    )
-
-
-class EpochMeter:
-  """Running sums of one epoch's training metrics, on the host."""
+class Meter:
+  """Sums of per-step metrics over one evaluation interval; saved with mid-interval checkpoints."""
 
   def __init__(self, num_blocks: int, batch_size: int, saved: dict | None = None):
-    """Starts an epoch, or continues one from :meth:`to_dict` of a checkpoint."""
+    """Starts an interval, or continues one from :meth:`to_dict` of a checkpoint."""
     self.batch_size = batch_size
     self.steps = 0
     self.loss = 0.0
@@ -39,6 +31,7 @@ class EpochMeter:
       if saved["block_correct"] is not None:
         self.block_correct = np.asarray(saved["block_correct"], np.int64)
     self.start = time.perf_counter()
+    self.steps_at_start = self.steps
 
   def to_dict(self) -> dict:
     return {
@@ -52,11 +45,19 @@ class EpochMeter:
   def seen(self) -> int:
     return self.steps * self.batch_size
 
-  def add(self, metrics: dict, step: int, last_saved: int | None, ckpt_dir: str) -> None:
-    _check_finite(metrics, step, last_saved, ckpt_dir)
+  def add(self, metrics: dict) -> None:
+    """Adds one step's host metrics.
+
+    Raises:
+      NonFiniteLoss: a block's loss is NaN or infinite.
+    """
+    block_loss = np.asarray(metrics["block_loss"], np.float64)
+    bad = np.flatnonzero(~np.isfinite(block_loss))
+    if bad.size:
+      raise NonFiniteLoss(int(bad[0]), float(block_loss[bad[0]]))
     self.steps += 1
     self.loss += float(metrics["loss"])
-    self.block_loss += metrics["block_loss"]
+    self.block_loss += block_loss
     if "block_correct" in metrics:
       correct = np.asarray(metrics["block_correct"], np.int64)
       self.block_correct = correct if self.block_correct is None else self.block_correct + correct
@@ -64,11 +65,15 @@ class EpochMeter:
   def seconds(self) -> float:
     return time.perf_counter() - self.start
 
+  def examples_per_second(self) -> float:
+    """Training throughput of the steps this process ran since it started the interval."""
+    return (self.steps - self.steps_at_start) * self.batch_size / max(self.seconds(), 1e-9)
+
   def accuracy(self) -> float | None:
     return None if self.block_correct is None else float(self.block_correct[-1]) / max(self.seen, 1)
 
   def postfix(self) -> dict:
-    out = {"loss": f"{self.loss / self.steps:.4f}"}
+    out = {"loss": f"{self.loss / max(self.steps, 1):.4f}"}
     if self.block_correct is not None:
       out["acc"] = f"{self.accuracy():.4f}"
     return out

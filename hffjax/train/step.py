@@ -67,11 +67,12 @@ def make_train_step(
   return train_step
 
 
-def make_eval_step(graphdef: nnx.GraphDef, blocks: Sequence[int]):
-  """``(params, batch_stats, images, labels, mask) -> counts [L + 2]``.
+def make_eval_step(graphdef: nnx.GraphDef, blocks: Sequence[int], top5: bool = False):
+  """``(params, batch_stats, images, labels, mask) -> counts [L + 2 (+ 1)]``.
 
   Counts of correct, unmasked examples: one per block, then the ``last`` and
-  ``ensemble`` rules.
+  ``ensemble`` rules, then (``top5``) examples whose label is among the
+  ``last`` rule's five highest scores.
   """
   blocks = tuple(blocks)
 
@@ -82,6 +83,10 @@ def make_eval_step(graphdef: nnx.GraphDef, blocks: Sequence[int]):
       model.predict_scores(block_scores),
       combine_logits(block_scores, "ensemble", blocks),
     ]
-    return jnp.stack([jnp.sum((jnp.argmax(s, -1) == labels) & mask) for s in scores]).astype(jnp.int32)
+    counts = [jnp.sum((jnp.argmax(s, -1) == labels) & mask) for s in scores]
+    if top5:
+      _, top_B5 = jax.lax.top_k(scores[-2], 5)
+      counts.append(jnp.sum(jnp.any(top_B5 == labels[:, None], axis=-1) & mask))
+    return jnp.stack(counts).astype(jnp.int32)
 
   return eval_step
