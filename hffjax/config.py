@@ -153,6 +153,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       raise HFFError(f"{key} must be >= 0, got {config[key]}")
   if config.log_every_steps <= 0 or config.data_prefetch <= 0:
     raise HFFError("log_every_steps and data_prefetch must be > 0")
+  if config.validation_split:
+    from hffjax.data.sources import parse_split  # noqa: PLC0415  (config files import this module)
+
+    parse_split(config.validation_split)
+  if not all(isinstance(c, int) and not isinstance(c, bool) for c in config.classes):
+    raise HFFError(f"classes must be integer labels, e.g. (5, 6, 7, 8, 9); got {config.classes}")
   if config.augment_shift < 0:
     raise HFFError(f"augment_shift must be >= 0, got {config.augment_shift}")
   if config.margin < 0:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+import time
 
 import jax
 import numpy as np
@@ -69,6 +71,8 @@ def initialize_distributed(
       raise HFFError(f"--coordinator_address {coordinator_address!r} needs a port: HOST:PORT")
   elif not _cluster_job():
     return False
+  if all(given) and num_processes > 1:
+    _probe_coordinator(coordinator_address, process_id, timeout_s)
   # Cross-process collectives on CPU need an implementation; this setting only affects CPU devices.
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   where = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS") or "the cluster's coordinator"
@@ -83,6 +87,39 @@ def initialize_distributed(
       "start process 0 on that host and check the address and port"
     ) from None
   return True
+
+
+def _probe_coordinator(address: str, process_id: int, timeout_s: float) -> None:
+  """Fails with one line where JAX's runtime would abort the process: a port process 0 cannot bind,
+  or a coordinator the other processes cannot reach within ``timeout_s``."""
+  host, _, port_text = address.rpartition(":")
+  host = host.strip("[]")
+  try:
+    port = int(port_text)
+  except ValueError:
+    raise HFFError(f"--coordinator_address {address!r} needs a numeric port: HOST:PORT") from None
+  if process_id == 0:
+    try:
+      with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("", port))
+    except OSError as e:
+      raise HFFError(
+        f"process 0 cannot listen on port {port} for {address} ({e.strerror or e}); pick a free port"
+      ) from None
+    return
+  deadline = time.monotonic() + timeout_s
+  while True:
+    try:
+      with socket.create_connection((host, port), timeout=min(5.0, max(timeout_s, 0.1))):
+        return
+    except OSError as e:
+      if time.monotonic() >= deadline:
+        raise HFFError(
+          f"could not join the job through the coordinator at {address} within {timeout_s:g} s "
+          f"({e.strerror or e}); start process 0 on that host and check the address and port"
+        ) from None
+      time.sleep(0.25)
 
 
 def is_primary() -> bool:

@@ -163,3 +163,34 @@ def test_partial_metrics_line_is_skipped_and_repaired(tmp_path, capsys):
   assert run(["train", "--config", TINY, "--workdir", str(workdir), "--config.num_epochs=4"]) == 0
   assert [r["step"] for r in metrics_log.read(path)] == [8, 16, 24, 32]
   assert open(path).read().endswith("}\n")
+
+
+def test_sigterm_saves_at_the_next_step_exits_0_and_resumes_bit_identical(tmp_path):
+  reference = tmp_path / "reference"
+  done = subprocess.run(_train_argv(reference), cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0, done.stderr[-2000:]
+
+  stopped = tmp_path / "stopped"
+  proc = subprocess.Popen(
+    _train_argv(stopped), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+  )
+  deadline = time.time() + 300
+  while not (stopped / "checkpoints").is_dir() or not any(
+    p.name.isdigit() for p in (stopped / "checkpoints").iterdir()
+  ):
+    assert proc.poll() is None and time.time() < deadline, "training ended before its first checkpoint"
+    time.sleep(0.02)
+  time.sleep(0.3)  # mid-way between checkpoints
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == 0, err[-2000:]
+  line = err.strip().splitlines()[-1]
+  assert line.startswith("hffjax: stopped by SIGTERM at step"), line
+  step = int(line.split("at step ")[1].split(";")[0])
+  assert str(step) in os.listdir(stopped / "checkpoints")
+
+  resumed = subprocess.run(_train_argv(stopped), cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert resumed.returncode == 0, resumed.stderr[-2000:]
+  assert _eval(stopped)["params_fingerprint"] == _eval(reference)["params_fingerprint"]
+  got = metrics_log.read(str(stopped / "metrics.jsonl"))
+  assert _without_wall_clock(got) == _without_wall_clock(metrics_log.read(str(reference / "metrics.jsonl")))

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 
 import grain
 import numpy as np
+from absl import flags
 
 from hffjax.data import augment
 from hffjax.data.sources import ArraySource, Dataset, RecordSource
@@ -140,6 +141,8 @@ def train_iterator(
   dataset = grain.MapDataset.range(start_step, stop_step).map(TrainBatch(ds.train, order, image_size))
   it = dataset.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=prefetch))
   if workers > 0:
+    if not flags.FLAGS.is_parsed():  # grain's workers read absl flags; hffjax has its own command line
+      flags.FLAGS.mark_as_parsed()
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
   return iter(it)
 

@@ -292,8 +292,8 @@ def tfds_split(name: str, split: str, data_dir: str | None):
     builder = tfds.builder(name, data_dir=data_dir or None)
   except Exception as e:
     raise HFFError(
-      f"unknown dataset {name!r} ({type(e).__name__}); use fashion_mnist, mnist, synthetic "
-      "or a TFDS dataset prepared in --config.data_dir"
+      f"unknown dataset {name!r}: TFDS knows no such builder and none is prepared in {where} "
+      f"({type(e).__name__}); use fashion_mnist, mnist, synthetic, or a TFDS dataset prepared there"
     ) from None
   if not os.path.isdir(str(builder.data_path)):
     raise HFFError(f"TFDS {name} is not prepared in {where} ({reason}); {hint}") from None

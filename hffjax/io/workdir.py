@@ -77,14 +77,14 @@ def prepare_workdir(
   if sharding.is_primary():
     try:
       _prepare(config, workdir, overwrite, data_info or {})
-      token = secrets.randbits(62) or 1
+      token = secrets.randbits(30) + 1  # int32: what a broadcast carries without x64
       _write_atomic(os.path.join(workdir, MARKER), str(token))
     except HFFError as e:
       error = str(e)
     except OSError as e:
       error = f"cannot write to {workdir} ({e.strerror or e}); check the path and its permissions"
   # Process 0's outcome to everyone: token 0 means it refused the workdir.
-  token = int(sharding.broadcast(np.asarray(token, np.int64)))
+  token = int(sharding.broadcast(np.asarray(token, np.int32)))
   if not token:
     raise HFFError(error or f"process 0 refused {workdir}; see its error message")
   marker = os.path.join(workdir, MARKER)

@@ -1,0 +1,193 @@
+"""Multi-host paths, run for real: two processes × two CPU devices on loopback (gloo collectives)."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+from conftest import ROOT
+
+from hffjax.io import writers
+
+TINY = os.path.join(ROOT, "configs", "tiny.py")
+# A few seconds of training with a checkpoint every 8 steps, so that a job can be stopped midway.
+LONGER = [
+  "--config.synthetic.num_train=2048",
+  "--config.synthetic.image_shape=(16, 16, 1)",
+  "--config.model.widths=(256, 256)",
+  "--config.num_epochs=3",
+  "--config.checkpoint_every_steps=8",
+]
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _env(devices: int) -> dict:
+  return {**os.environ, "JAX_NUM_CPU_DEVICES": str(devices), "XLA_FLAGS": ""}
+
+
+def _job(workdir, *extra, port=None) -> list[subprocess.Popen]:
+  """Starts process 0 and process 1 of one job."""
+  port = port or _free_port()
+  procs = []
+  for pid in (0, 1):
+    argv = [sys.executable, "-m", "hffjax", "train", "--config", TINY, "--workdir", str(workdir), *extra]
+    argv += ["--coordinator_address", f"127.0.0.1:{port}", "--num_processes", "2", "--process_id", str(pid)]
+    procs.append(
+      subprocess.Popen(argv, cwd=ROOT, env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    )
+  return procs
+
+
+def _finish(procs, timeout=300) -> list[tuple[int, str, str]]:
+  out = []
+  for p in procs:
+    stdout, stderr = p.communicate(timeout=timeout)
+    out.append((p.returncode, stdout, stderr))
+  return out
+
+
+def _eval(workdir) -> dict:
+  proc = subprocess.run(
+    [sys.executable, "-m", "hffjax", "eval", "--workdir", str(workdir)],
+    cwd=ROOT,
+    env=_env(1),
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _params(workdir):
+  from hffjax.train import restore_experiment
+
+  _, state, _ = restore_experiment(str(workdir))
+  return jax.tree.leaves(jax.device_get(state.params))
+
+
+def test_two_processes_train_like_one_process_with_as_many_devices(tmp_path):
+  start = time.perf_counter()
+  two = _job(tmp_path / "two")
+  one = subprocess.Popen(
+    [sys.executable, "-m", "hffjax", "train", "--config", TINY, "--workdir", str(tmp_path / "one")],
+    cwd=ROOT,
+    env=_env(4),
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
+  (rc0, out0, err0), (rc1, out1, err1) = _finish(two)
+  assert rc0 == 0 and rc1 == 0, (err0 + err1)[-3000:]
+  assert one.wait(timeout=300) == 0, one.stderr.read()[-3000:]
+  print(f"two-process job: {time.perf_counter() - start:.1f} s wall")
+
+  # Only process 0 printed the summary and wrote the records, once each.
+  assert json.loads(out0.strip().splitlines()[-1])["step"] == 16
+  # (gloo itself prints "[Gloo] Rank i is connected ..." on every process)
+  assert [line for line in out1.splitlines() if not line.startswith("[Gloo]")] == []
+  records = writers.read(str(tmp_path / "two" / "metrics.jsonl"))
+  assert [r["step"] for r in records] == [8, 16]
+  assert len(os.listdir(tmp_path / "two" / "tensorboard")) == 1
+
+  # The same global batches reach the same four devices. The gradient all-reduce runs through
+  # gloo across processes instead of in one process, which sums the four partial gradients in
+  # another order: equal up to float rounding, not bit for bit.
+  a, b = _params(tmp_path / "one"), _params(tmp_path / "two")
+  for x, y in zip(a, b, strict=True):
+    np.testing.assert_allclose(x, y, rtol=0, atol=1e-6)
+  fp_one, fp_two = (
+    _eval(tmp_path / "one")["params_fingerprint"],
+    _eval(tmp_path / "two")["params_fingerprint"],
+  )
+  print(f"fingerprints: one process x 4 devices {fp_one}; two processes x 2 devices {fp_two}")
+  one_records = writers.read(str(tmp_path / "one" / "metrics.jsonl"))
+  assert [r["test_accuracy"] for r in one_records] == [r["test_accuracy"] for r in records]
+
+
+def _stop_after_first_checkpoint(procs, workdir, sig):
+  deadline = time.time() + 300
+  ckpt_dir = workdir / "checkpoints"
+  while not ckpt_dir.is_dir() or not any(p.name.isdigit() for p in ckpt_dir.iterdir()):
+    assert all(p.poll() is None for p in procs) and time.time() < deadline, "job ended before a checkpoint"
+    time.sleep(0.05)
+  for p in procs:
+    p.send_signal(sig)
+  return _finish(procs)
+
+
+def test_killed_or_preempted_job_resumes_bit_identical(tmp_path):
+  reference = _finish(_job(tmp_path / "reference", *LONGER))
+  assert all(rc == 0 for rc, _, _ in reference), reference[0][2][-3000:]
+  want = _eval(tmp_path / "reference")
+
+  # SIGTERM (what schedulers and TPU VMs send): every process stops at one agreed step, saves, exits 0.
+  stopped = _stop_after_first_checkpoint(_job(tmp_path / "term", *LONGER), tmp_path / "term", signal.SIGTERM)
+  assert [rc for rc, _, _ in stopped] == [0, 0], stopped[0][2][-3000:]
+  assert "stopped by SIGTERM at step" in stopped[0][2]
+  saved_at = int(stopped[0][2].split("stopped by SIGTERM at step ")[1].split(";")[0])
+  assert saved_at < 3 * 2048 // 32 and saved_at in [
+    int(p) for p in os.listdir(tmp_path / "term" / "checkpoints")
+  ]
+
+  # SIGKILL: nothing is saved on the way out; the job resumes from its last checkpoint.
+  killed = _stop_after_first_checkpoint(_job(tmp_path / "kill", *LONGER), tmp_path / "kill", signal.SIGKILL)
+  assert [rc for rc, _, _ in killed] == [-signal.SIGKILL] * 2
+
+  for name in ("term", "kill"):
+    resumed = _finish(_job(tmp_path / name, *LONGER))
+    assert all(rc == 0 for rc, _, _ in resumed), resumed[0][2][-3000:]
+    assert _eval(tmp_path / name)["params_fingerprint"] == want["params_fingerprint"]
+    got = writers.read(str(tmp_path / name / "metrics.jsonl"))
+    ref = writers.read(str(tmp_path / "reference" / "metrics.jsonl"))
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in writers.WALL_CLOCK_KEYS} for r in rs]  # noqa: E731
+    assert strip(got) == strip(ref)
+
+
+def test_process_id_out_of_range_is_one_line(tmp_path):
+  argv = [sys.executable, "-m", "hffjax", "train", "--config", TINY, "--workdir", str(tmp_path)]
+  argv += ["--coordinator_address", "127.0.0.1:1", "--num_processes", "2", "--process_id", "2"]
+  proc = subprocess.run(argv, cwd=ROOT, env=_env(1), capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines() == [
+    "hffjax: error: --process_id 2 is not in [0, 2); number processes 0..N-1"
+  ]
+  assert not os.listdir(tmp_path)
+
+
+def test_unreachable_coordinator_is_one_line_naming_it(tmp_path):
+  port = _free_port()  # nobody listens there
+  argv = [sys.executable, "-m", "hffjax", "train", "--config", TINY, "--workdir", str(tmp_path)]
+  argv += ["--coordinator_address", f"127.0.0.1:{port}", "--num_processes", "2", "--process_id", "1"]
+  argv += ["--initialization_timeout", "3"]
+  proc = subprocess.run(argv, cwd=ROOT, env=_env(1), capture_output=True, text=True, timeout=120)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last.startswith("hffjax: error: could not join the job") and f"127.0.0.1:{port}" in last
+
+
+def test_workdir_not_shared_between_processes_is_refused(tmp_path):
+  # Each process gets its own folder at the same path: process 1 cannot see process 0's marker.
+  port = _free_port()
+  procs = []
+  for pid in (0, 1):
+    workdir = tmp_path / f"host{pid}" / "run"
+    argv = [sys.executable, "-m", "hffjax", "train", "--config", TINY, "--workdir", str(workdir)]
+    argv += ["--coordinator_address", f"127.0.0.1:{port}", "--num_processes", "2", "--process_id", str(pid)]
+    procs.append(
+      subprocess.Popen(argv, cwd=ROOT, env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    )
+  results = _finish(procs, timeout=120)
+  for rc, _, err in results:
+    assert rc == 2
+    assert "is not shared: process(es) 1 cannot see" in err.strip().splitlines()[-1]

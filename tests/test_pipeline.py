@@ -1,0 +1,201 @@
+"""The input pipeline: order as a pure function of (seed, step), per-process shards, streamed TFDS data."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from hffjax import data
+from hffjax.config import base_config
+from hffjax.errors import HFFError
+from hffjax.main import run
+
+tfds = pytest.importorskip("tensorflow_datasets")
+from tfds_fixture import build_variable_size_dataset  # noqa: E402
+
+TINY = os.path.join(ROOT, "configs", "tiny.py")
+
+
+@pytest.mark.parametrize("processes", [1, 2, 4])
+def test_shards_are_disjoint_and_cover_each_global_batch(processes):
+  orders = [
+    data.TrainOrder(100, 8, seed=3, process_index=p, process_count=processes) for p in range(processes)
+  ]
+  assert orders[0].steps_per_epoch == 12  # 100 // 8: the remainder of each epoch is dropped
+  epoch_records = []
+  for step in range(24):
+    shards = [o.local_indices(step) for o in orders]
+    joined = np.concatenate(shards)
+    assert len(set(joined.tolist())) == 8  # disjoint
+    np.testing.assert_array_equal(joined, orders[0].global_indices(step))  # and they cover the batch
+    epoch_records.append(joined)
+  for epoch in (0, 1):
+    seen = np.concatenate(epoch_records[12 * epoch : 12 * (epoch + 1)])
+    assert len(set(seen.tolist())) == 96  # no record twice within an epoch
+  assert not np.array_equal(epoch_records[0], epoch_records[12])  # each epoch has its own order
+
+
+def test_order_is_a_pure_function_of_seed_and_step():
+  a = data.TrainOrder(1000, 32, seed=5, process_index=1, process_count=2)
+  b = data.TrainOrder(1000, 32, seed=5, process_index=1, process_count=2)
+  for step in (0, 7, 31, 95, 400):
+    np.testing.assert_array_equal(a.local_indices(step), b.local_indices(step))
+  c = data.TrainOrder(1000, 32, seed=6, process_index=1, process_count=2)
+  assert not np.array_equal(a.local_indices(3), c.local_indices(3))
+
+
+def test_iterator_resumes_at_any_step_with_the_same_batches():
+  ds = data.make_synthetic(num_train=64, num_test=8, image_shape=(4, 4, 1), num_classes=3, seed=0)
+  order = data.TrainOrder(len(ds.train), 8, seed=1)
+  full = list(data.train_iterator(ds, order, 0, 20))
+  resumed = list(data.train_iterator(ds, order, 13, 20))
+  for a, b in zip(full[13:], resumed, strict=True):
+    np.testing.assert_array_equal(a["image"], b["image"])
+    np.testing.assert_array_equal(a["label"], b["label"])
+  # The same batches the in-memory helper gives, epoch by epoch.
+  epoch1 = list(data.train_batches(ds, 8, seed=1, epoch=1))
+  for (x, y), b in zip(epoch1, full[8:16], strict=True):
+    np.testing.assert_array_equal(x, b["image"])
+    np.testing.assert_array_equal(y, b["label"])
+
+
+def test_iterator_with_worker_processes_gives_the_same_batches():
+  ds = data.make_synthetic(num_train=64, num_test=8, image_shape=(4, 4, 1), num_classes=3, seed=0)
+  order = data.TrainOrder(len(ds.train), 8, seed=1)
+  threads = list(data.train_iterator(ds, order, 0, 10))
+  workers = list(data.train_iterator(ds, order, 0, 10, workers=2))
+  for a, b in zip(threads, workers, strict=True):
+    np.testing.assert_array_equal(a["image"], b["image"])
+
+
+def test_split_strings():
+  assert data.split_range("train[-5000:]", 60000) == ("train", 55000, 60000)
+  assert data.split_range("train[:10%]", 60000) == ("train", 0, 6000)
+  assert data.split_range("test", 10) == ("test", 0, 10)
+  for bad in ("train[5000]", "train[a:b]", "train[-5000:", ""):
+    with pytest.raises(HFFError, match="does not parse"):
+      data.parse_split(bad)
+  with pytest.raises(HFFError, match="selects no records"):
+    data.split_range("train[10:5]", 100)
+
+
+def _config(**kw):
+  c = base_config()
+  c.dataset = "synthetic"
+  c.synthetic.num_train, c.synthetic.num_test, c.synthetic.image_shape = 100, 20, (4, 4, 1)
+  for k, v in kw.items():
+    c[k] = v
+  return c
+
+
+def test_validation_is_carved_from_train_and_classes_are_relabelled():
+  full = data.load_dataset(_config())
+  ds = data.load_dataset(_config(validation_split="train[-30:]"))
+  assert len(ds.train) == 70 and len(ds.validation) == 30
+  np.testing.assert_array_equal(ds.validation.images, full.train.images[70:])
+  np.testing.assert_array_equal(ds.train.images, full.train.images[:70])
+  with pytest.raises(HFFError, match="must not be the test split"):
+    data.load_dataset(_config(validation_split="test[:10]"))
+
+  sub = data.load_dataset(_config(classes=(7, 2)))
+  assert sub.num_classes == 2
+  keep = np.isin(full.train.labels, [7, 2])
+  np.testing.assert_array_equal(sub.train.images, full.train.images[keep])
+  np.testing.assert_array_equal(sub.train.labels, np.where(full.train.labels[keep] == 7, 0, 1))
+  with pytest.raises(HFFError, match="distinct labels"):
+    data.load_dataset(_config(classes=(2, 2)))
+
+
+def test_random_resized_crop_is_deterministic_and_independent_of_process_count(tmp_path):
+  build_variable_size_dataset(str(tmp_path), num_train=40, num_test=10)
+  c = _config(dataset="var_shapes", data_dir=str(tmp_path), image_size=12)
+  ds = data.load_dataset(c)
+  assert ds.train.image_shape is None and ds.image_shape == (12, 12, 3)
+  one = data.TrainOrder(len(ds.train), 8, seed=0)
+  two = [data.TrainOrder(len(ds.train), 8, seed=0, process_index=p, process_count=2) for p in (0, 1)]
+  for step in (0, 3, 9):
+    whole = data.pipeline.TrainBatch(ds.train, one, 12)(step)
+    again = data.pipeline.TrainBatch(ds.train, one, 12)(step)
+    halves = [data.pipeline.TrainBatch(ds.train, o, 12)(step) for o in two]
+    assert whole["image"].shape == (8, 12, 12, 3) and whole["image"].dtype == np.uint8
+    np.testing.assert_array_equal(whole["image"], again["image"])
+    np.testing.assert_array_equal(whole["image"], np.concatenate([h["image"] for h in halves]))
+  batches = list(data.eval_iterator(ds, "test", 4))
+  assert [int(b["mask"].sum()) for b in batches] == [4, 4, 2]
+  assert all(b["image"].shape == (4, 12, 12, 3) for b in batches)
+
+
+def test_variable_size_tfds_dataset_trains_through_the_cli(tmp_path, capsys):
+  build_variable_size_dataset(str(tmp_path / "tfds"), num_train=96, num_test=30)
+  argv = ["train", "--config", TINY, "--workdir", str(tmp_path / "run")]
+  argv += [f"--config.data_dir={tmp_path / 'tfds'}", "--config.dataset=var_shapes", "--config.image_size=16"]
+  argv += ["--config.validation_split=train[-32:]", "--config.num_epochs=3", "--config.eval_batch_size=16"]
+  assert run(argv) == 0
+  out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert out["step"] == 6 and "validation_accuracy" in out  # (96 - 32) // 32 = 2 steps per epoch
+  assert out["test_accuracy"] > 1 / 3 + 0.1  # colour tells the class
+  assert run(["eval", "--workdir", str(tmp_path / "run")]) == 0
+
+
+MEMORY = textwrap.dedent(
+  """
+  import resource, sys
+  sys.path.insert(0, "tests")
+  from hffjax import data
+  from hffjax.config import base_config
+  from tfds_fixture import build_variable_size_dataset
+  n = int(sys.argv[1])
+  build_variable_size_dataset(sys.argv[2], num_train=n, num_test=10, max_side=120)
+  c = base_config()
+  c.dataset, c.data_dir, c.image_size = "var_shapes", sys.argv[2], 32
+  ds = data.load_dataset(c)
+  order = data.TrainOrder(len(ds.train), 16, seed=0)
+  before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+  images = sum(len(b["image"]) for b in data.train_iterator(ds, order, 0, order.steps_per_epoch))
+  after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+  print(images, (after - before) // 1024)
+  """
+)
+
+
+def test_peak_host_memory_does_not_grow_with_the_number_of_records(tmp_path):
+  growth = {}
+  for n in (160, 1600):  # stored, the larger split holds ~30 MB of pixels
+    proc = subprocess.run(
+      [sys.executable, "-c", MEMORY, str(n), str(tmp_path / str(n))],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    images, mib = map(int, proc.stdout.split()[-2:])
+    assert images == n // 16 * 16
+    growth[n] = mib
+  assert growth[1600] <= growth[160] + 8, growth  # MiB; reading every record once must not keep them
+
+
+def test_tfds_bad_input_is_one_line(tmp_path, capsys):
+  argv = ["train", "--config", TINY, "--workdir", str(tmp_path / "w"), f"--config.data_dir={tmp_path}"]
+  assert run([*argv, "--config.dataset=cifar10"]) == 2  # a TFDS builder, not prepared there
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "not prepared" in err[0] and f"tfds build cifar10 --data_dir {tmp_path}" in err[0]
+  assert run([*argv, "--config.dataset=var_shapes", "--config.image_size=8"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "unknown dataset 'var_shapes'" in err[0] and str(tmp_path) in err[0]
+
+  build_variable_size_dataset(str(tmp_path), num_train=40, num_test=10)
+  assert run([*argv, "--config.dataset=var_shapes"]) == 2
+  assert "set --config.image_size" in capsys.readouterr().err
+  assert (
+    run([*argv, "--config.dataset=var_shapes", "--config.image_size=8", "--config.validation_split=val"]) == 2
+  )
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "has no split 'val'" in err[0] and "train" in err[0]
+  assert run([*argv, "--config.dataset=var_shapes", "--config.validation_split=train[1:"]) == 2
+  assert "does not parse" in capsys.readouterr().err

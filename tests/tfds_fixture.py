@@ -1,0 +1,46 @@
+"""A real TFDS dataset on disk (ArrayRecord), built without network or TensorFlow.
+
+Images vary in size, as in ImageNet. They are stored as zlib-encoded uint8
+tensors rather than PNG (PNG encoding in TFDS needs TensorFlow); hffjax reads
+either through ``tfds.data_source``.
+"""
+
+import numpy as np
+
+
+def build_variable_size_dataset(
+  data_dir: str, *, name: str = "var_shapes", num_train=60, num_test=20, max_side=60
+):
+  import tensorflow_datasets as tfds
+
+  class VariableSizeImages(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    VERSION = tfds.core.Version("1.0.0")
+
+    def _info(self):
+      return tfds.core.DatasetInfo(
+        builder=self,
+        features=tfds.features.FeaturesDict(
+          {
+            "image": tfds.features.Tensor(shape=(None, None, 3), dtype=np.uint8, encoding="zlib"),
+            "label": tfds.features.ClassLabel(num_classes=3),
+          }
+        ),
+      )
+
+    def _split_generators(self, dl_manager):
+      return {"train": self._generate_examples(num_train, 0), "test": self._generate_examples(num_test, 1)}
+
+    def _generate_examples(self, n, seed):
+      rng = np.random.default_rng(seed)
+      for i in range(n):
+        h, w = rng.integers(max_side // 3, max_side, size=2)
+        label = i % 3
+        # Class-dependent colour so that a few steps can learn something.
+        image = rng.integers(0, 80, size=(h, w, 3), dtype=np.uint8)
+        image[..., label] += 150
+        yield i, {"image": image, "label": label}
+
+  VariableSizeImages.name = name  # what tfds.data_source(name, data_dir=...) finds on disk
+  builder = VariableSizeImages(data_dir=data_dir, file_format="array_record")
+  builder.download_and_prepare()
+  return builder
