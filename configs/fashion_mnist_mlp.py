@@ -9,6 +9,7 @@ from hffjax.config import base_config
 def get_config():
   c = base_config()
   c.dataset = "fashion_mnist"
+  c.validation_split = "train[-5000:]"  # choose settings on these 5k, report test once
   c.num_epochs = 15
   c.batch_size = 128
   c.learning_rate = 1e-3

@@ -17,19 +17,20 @@ import platform
 import re
 import statistics
 import sys
+import tempfile
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from tqdm.auto import tqdm
 
 from hffjax import config as config_lib
 from hffjax import data as data_lib
 from hffjax import sharding, train
 from hffjax.baselines import build_ff_model
 from hffjax.errors import HFFError
+from hffjax.io import writers
 from hffjax.models import build_model
 
 DEFAULT_CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
@@ -81,31 +82,20 @@ def _temp_bytes(compiled) -> int | None:
     return None
 
 
-def bench_training(config, dataset: data_lib.Dataset, *, desc: str = "", warmup_steps: int = 5) -> dict:
-  """Trains ``config`` on ``dataset`` with a sync after every step; times and evaluates it."""
-  exp = train.setup(config, dataset)
-  ds = exp.dataset
-  state = exp.initial_state
-  x0, y0 = sharding.global_batch(
-    exp.mesh, ds.train_images[: config.batch_size], ds.train_labels[: config.batch_size]
-  )
-  step_fn = exp.train_fn().lower(state, x0, y0).compile()
-  step_times, epoch_times = [], []
-  bar = tqdm(total=exp.total_steps, desc=desc, unit="step", dynamic_ncols=True, leave=False, disable=None)
-  for epoch in range(config.num_epochs):
-    epoch_start = time.perf_counter()
-    for images, labels in data_lib.train_batches(ds, config.batch_size, config.seed, epoch):
-      batch = sharding.global_batch(exp.mesh, images, labels)
-      start = time.perf_counter()
-      state, metrics = step_fn(state, *batch)
-      jax.block_until_ready(metrics)
-      step_times.append(time.perf_counter() - start)
-      bar.update(1)
-    epoch_times.append(time.perf_counter() - epoch_start)
-    if not np.all(np.isfinite(np.asarray(metrics["block_loss"]))):
-      raise HFFError(f"{desc}: loss became non-finite in epoch {epoch + 1}")
-  bar.close()
+def bench_training(config, dataset: data_lib.Dataset, *, desc: str = "", steps: int = 20) -> dict:
+  """Trains ``config`` with the library's own loop (``train_and_evaluate``), then times its pieces.
 
+  Epoch times come from the loop's records; the median step time from
+  :func:`median_step_seconds` (the same compiled step, synchronised each
+  step); inference from passes over the whole test set with the trained state.
+  """
+  with tempfile.TemporaryDirectory(prefix="hffjax-bench-") as workdir:
+    train.train_and_evaluate(config, workdir, dataset=dataset, overwrite=True)
+    records = writers.read(os.path.join(workdir, writers.FILENAME))
+    exp, state, _ = train.restore_experiment(workdir)
+  if not records or not all(np.isfinite(r["train_loss"]) for r in records):
+    raise HFFError(f"{desc}: training produced no finite records")
+  ds = exp.dataset
   eval_fn = exp.eval_fn()
   xe, ye, me = next(data_lib.eval_batches(ds.test_images, ds.test_labels, exp.eval_batch_size))
   eval_batch = sharding.global_batch(exp.mesh, xe, ye, me)
@@ -117,7 +107,11 @@ def bench_training(config, dataset: data_lib.Dataset, *, desc: str = "", warmup_
     ),
     repeats=3,
   )
-  timed = step_times[warmup_steps:] or step_times
+  x0, y0 = sharding.global_batch(
+    exp.mesh, ds.train_images[: config.batch_size], ds.train_labels[: config.batch_size]
+  )
+  step_compiled = exp.train_fn().lower(exp.initial_state, x0, y0).compile()
+  epoch_times = [r["epoch_seconds"] for r in records if "epoch_seconds" in r]
   n_train = exp.steps_per_epoch * config.batch_size
   return {
     "arch": config.model.kind,
@@ -127,13 +121,14 @@ def bench_training(config, dataset: data_lib.Dataset, *, desc: str = "", warmup_
     "test_accuracy": result["test_accuracy"],
     "ensemble_accuracy": result["ensemble_accuracy"],
     "layer_accuracy": result["layer_accuracy"],
-    "median_step_seconds": statistics.median(timed),
+    "validation_accuracy": records[-1].get("validation_accuracy"),
+    "median_step_seconds": median_step_seconds(config, dataset, steps),
     "epoch_seconds": statistics.mean(epoch_times),
     "train_examples_per_second": n_train / statistics.mean(epoch_times),
     "inference_seconds": inference_seconds,
     "inference_examples": len(ds.test_images),
     "inference_examples_per_second": len(ds.test_images) / inference_seconds,
-    "train_step_temp_bytes": _temp_bytes(step_fn),
+    "train_step_temp_bytes": _temp_bytes(step_compiled),
     "inference_temp_bytes": _temp_bytes(eval_compiled),
   }
 
@@ -299,7 +294,7 @@ def run_bench(
     config.method = method
     config.seed = seed
     if quick:
-      config.dataset = "synthetic"
+      config.dataset, config.validation_split = "synthetic", "train[-64:]"
       config.synthetic.num_train, config.synthetic.num_test = 512, 200
       config.synthetic.image_shape = (16, 16, 1)
       config.batch_size, config.num_epochs = 64, 1

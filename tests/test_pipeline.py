@@ -190,6 +190,7 @@ def test_tfds_bad_input_is_one_line(tmp_path, capsys):
   assert len(err) == 1 and "unknown dataset 'var_shapes'" in err[0] and str(tmp_path) in err[0]
 
   build_variable_size_dataset(str(tmp_path), num_train=40, num_test=10)
+  capsys.readouterr()  # the builder's progress output
   assert run([*argv, "--config.dataset=var_shapes"]) == 2
   assert "set --config.image_size" in capsys.readouterr().err
   assert (
@@ -199,3 +200,21 @@ def test_tfds_bad_input_is_one_line(tmp_path, capsys):
   assert len(err) == 1 and "has no split 'val'" in err[0] and "train" in err[0]
   assert run([*argv, "--config.dataset=var_shapes", "--config.validation_split=train[1:"]) == 2
   assert "does not parse" in capsys.readouterr().err
+
+
+def test_dataset_prepared_as_tfrecord_is_refused_with_the_command_to_prepare_it(tmp_path, capsys):
+  # Writing real tfrecord files needs TensorFlow; a tfrecord-prepared folder differs from an
+  # ArrayRecord one by its file names and the fileFormat in dataset_info.json, which is what TFDS reads.
+  build_variable_size_dataset(str(tmp_path), name="var_tfr", num_train=40, num_test=10)
+  folder = tmp_path / "var_tfr" / "1.0.0"
+  for f in folder.iterdir():
+    if ".array_record-" in f.name:
+      f.rename(folder / f.name.replace(".array_record-", ".tfrecord-"))
+  info = folder / "dataset_info.json"
+  info.write_text(info.read_text().replace('"fileFormat": "array_record"', '"fileFormat": "tfrecord"'))
+  capsys.readouterr()  # the builder's progress output
+  argv = ["train", "--config", TINY, "--workdir", str(tmp_path / "w"), f"--config.data_dir={tmp_path}"]
+  assert run([*argv, "--config.dataset=var_tfr", "--config.image_size=8"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "prepared as tfrecord" in err[0]
+  assert f"tfds build var_tfr --data_dir {tmp_path} --file_format=array_record" in err[0]

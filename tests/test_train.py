@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -133,3 +134,43 @@ def test_random_shift_translates_with_black_fill():
       )
     ]
     assert len(matches) == 1
+
+
+def test_step_based_schedule_top5_and_validation_records(tiny_config, tmp_path):
+  from hffjax.io import writers
+
+  c = tiny_config
+  c.synthetic.num_classes, c.synthetic.num_train = 25, 512
+  c.num_steps, c.eval_every_steps, c.validation_split = 20, 6, "train[-64:]"
+  result = train.train_and_evaluate(c, str(tmp_path), progress=False)
+  records = writers.read(str(tmp_path / "metrics.jsonl"))
+  assert [r["step"] for r in records] == [6, 12, 18, 20]  # every 6 steps, and at the end
+  assert [r["epoch"] for r in records] == [0.4286, 0.8571, 1.2857, 1.4286]  # (512 - 64) // 32 = 14 per epoch
+  for r in records:
+    assert (
+      r["top5_accuracy"] >= r["test_accuracy"] and r["validation_top5_accuracy"] >= r["validation_accuracy"]
+    )
+    assert len(r["validation_layer_accuracy"]) == 2 and r["steps_per_second"] > 0
+  assert result["step"] == 20
+  assert len(os.listdir(tmp_path / "tensorboard")) == 1
+
+
+def test_checkpoint_from_a_newer_format_is_refused_and_the_old_one_restores(tiny_config, tmp_path):
+  exp = train.setup(tiny_config)
+  ckpts = ckpt_lib.Checkpoints(str(tmp_path), keep=3)
+  ckpts.save(1, exp.initial_state.to_dict())
+  ckpts.wait()
+  # A format-1 checkpoint (hffjax 0.1: no format_version in its meta) holds the same state tree.
+  meta_path = tmp_path / "checkpoints" / "1" / "meta" / "metadata"
+  meta = json.loads(meta_path.read_text())
+  del meta["format_version"]
+  meta_path.write_text(json.dumps(meta))
+  step, _, restored_meta = ckpts.restore(exp.abstract_state())
+  assert step == 1 and "format_version" not in restored_meta
+  meta["format_version"] = ckpt_lib.FORMAT_VERSION + 1
+  meta_path.write_text(json.dumps(meta))
+  with pytest.raises(
+    HFFError, match=rf"checkpoint format {ckpt_lib.FORMAT_VERSION + 1}; this one reads up to"
+  ):
+    ckpts.restore(exp.abstract_state())
+  ckpts.close()

@@ -9,7 +9,13 @@ import numpy as np
 
 
 def build_variable_size_dataset(
-  data_dir: str, *, name: str = "var_shapes", num_train=60, num_test=20, max_side=60
+  data_dir: str,
+  *,
+  name: str = "var_shapes",
+  num_train=60,
+  num_test=20,
+  max_side=60,
+  file_format="array_record",
 ):
   import tensorflow_datasets as tfds
 
@@ -41,6 +47,6 @@ def build_variable_size_dataset(
         yield i, {"image": image, "label": label}
 
   VariableSizeImages.name = name  # what tfds.data_source(name, data_dir=...) finds on disk
-  builder = VariableSizeImages(data_dir=data_dir, file_format="array_record")
+  builder = VariableSizeImages(data_dir=data_dir, file_format=file_format)
   builder.download_and_prepare()
   return builder

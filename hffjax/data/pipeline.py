@@ -129,17 +129,23 @@ def train_iterator(
   stop_step: int,
   *,
   workers: int = 0,
-  threads: int = 1,
+  threads: int | None = None,
   prefetch: int = 4,
 ) -> Iterator[dict]:
   """This process's batches for steps ``[start_step, stop_step)``, read ahead by grain.
 
   ``workers > 0`` runs the reads in that many worker processes (for decoding
-  and resizing large images); otherwise ``threads`` threads read ahead.
+  and resizing large images); otherwise ``threads`` threads read ahead
+  (default: none for in-memory arrays, whose batches are one gather and
+  cheaper to make in line than to hand over between threads; one otherwise).
   """
   image_size = host_resize_size(ds, ds.train)
   dataset = grain.MapDataset.range(start_step, stop_step).map(TrainBatch(ds.train, order, image_size))
-  it = dataset.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=prefetch))
+  if threads is None:
+    threads = 0 if isinstance(ds.train, ArraySource) and not image_size else 1
+  it = dataset.to_iter_dataset(
+    grain.ReadOptions(num_threads=threads, prefetch_buffer_size=prefetch if threads else 0)
+  )
   if workers > 0:
     if not flags.FLAGS.is_parsed():  # grain's workers read absl flags; hffjax has its own command line
       flags.FLAGS.mark_as_parsed()
