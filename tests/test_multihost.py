@@ -115,43 +115,62 @@ def test_two_processes_train_like_one_process_with_as_many_devices(tmp_path):
   assert [r["test_accuracy"] for r in one_records] == [r["test_accuracy"] for r in records]
 
 
-def _stop_after_first_checkpoint(procs, workdir, sig):
+def _signal_after_first_checkpoint(jobs: dict) -> dict:
+  """Sends each job's signal to its processes as soon as its first checkpoint exists; waits for them."""
   deadline = time.time() + 300
-  ckpt_dir = workdir / "checkpoints"
-  while not ckpt_dir.is_dir() or not any(p.name.isdigit() for p in ckpt_dir.iterdir()):
-    assert all(p.poll() is None for p in procs) and time.time() < deadline, "job ended before a checkpoint"
+  waiting = dict(jobs)
+  while waiting:
+    for name, (procs, workdir, sig) in list(waiting.items()):
+      ckpt_dir = workdir / "checkpoints"
+      if ckpt_dir.is_dir() and any(p.name.isdigit() for p in ckpt_dir.iterdir()):
+        for p in procs:
+          p.send_signal(sig)
+        del waiting[name]
+      else:
+        assert all(p.poll() is None for p in procs), f"{name} ended before its first checkpoint"
+    assert time.time() < deadline
     time.sleep(0.05)
-  for p in procs:
-    p.send_signal(sig)
-  return _finish(procs)
+  return {name: _finish(procs) for name, (procs, _, _) in jobs.items()}
+
+
+def _fingerprint(workdir) -> str:
+  from hffjax.io.checkpoint import fingerprint
+  from hffjax.train import restore_experiment
+
+  return fingerprint(restore_experiment(str(workdir))[1].params)
 
 
 def test_killed_or_preempted_job_resumes_bit_identical(tmp_path):
-  reference = _finish(_job(tmp_path / "reference", *LONGER))
+  # Three jobs at once: one runs through; one gets SIGTERM, one SIGKILL, after their first checkpoint.
+  started = {name: _job(tmp_path / name, *LONGER) for name in ("reference", "term", "kill")}
+  stopped = _signal_after_first_checkpoint(
+    {
+      "term": (started["term"], tmp_path / "term", signal.SIGTERM),
+      "kill": (started["kill"], tmp_path / "kill", signal.SIGKILL),
+    }
+  )
+  reference = _finish(started["reference"])
   assert all(rc == 0 for rc, _, _ in reference), reference[0][2][-3000:]
-  want = _eval(tmp_path / "reference")
 
   # SIGTERM (what schedulers and TPU VMs send): every process stops at one agreed step, saves, exits 0.
-  stopped = _stop_after_first_checkpoint(_job(tmp_path / "term", *LONGER), tmp_path / "term", signal.SIGTERM)
-  assert [rc for rc, _, _ in stopped] == [0, 0], stopped[0][2][-3000:]
-  assert "stopped by SIGTERM at step" in stopped[0][2]
-  saved_at = int(stopped[0][2].split("stopped by SIGTERM at step ")[1].split(";")[0])
-  assert saved_at < 3 * 2048 // 32 and saved_at in [
-    int(p) for p in os.listdir(tmp_path / "term" / "checkpoints")
-  ]
-
+  term = stopped["term"]
+  assert [rc for rc, _, _ in term] == [0, 0], term[0][2][-3000:]
+  assert "stopped by SIGTERM at step" in term[0][2]
+  saved_at = int(term[0][2].split("stopped by SIGTERM at step ")[1].split(";")[0])
+  assert saved_at < 3 * 2048 // 32
+  assert saved_at in [int(p) for p in os.listdir(tmp_path / "term" / "checkpoints")]
   # SIGKILL: nothing is saved on the way out; the job resumes from its last checkpoint.
-  killed = _stop_after_first_checkpoint(_job(tmp_path / "kill", *LONGER), tmp_path / "kill", signal.SIGKILL)
-  assert [rc for rc, _, _ in killed] == [-signal.SIGKILL] * 2
+  assert [rc for rc, _, _ in stopped["kill"]] == [-signal.SIGKILL] * 2
 
-  for name in ("term", "kill"):
-    resumed = _finish(_job(tmp_path / name, *LONGER))
-    assert all(rc == 0 for rc, _, _ in resumed), resumed[0][2][-3000:]
-    assert _eval(tmp_path / name)["params_fingerprint"] == want["params_fingerprint"]
-    got = writers.read(str(tmp_path / name / "metrics.jsonl"))
-    ref = writers.read(str(tmp_path / "reference" / "metrics.jsonl"))
-    strip = lambda rs: [{k: v for k, v in r.items() if k not in writers.WALL_CLOCK_KEYS} for r in rs]  # noqa: E731
-    assert strip(got) == strip(ref)
+  resumed = {name: _job(tmp_path / name, *LONGER) for name in ("term", "kill")}
+  want = _fingerprint(tmp_path / "reference")
+  ref = writers.read(str(tmp_path / "reference" / "metrics.jsonl"))
+  strip = lambda rs: [{k: v for k, v in r.items() if k not in writers.WALL_CLOCK_KEYS} for r in rs]  # noqa: E731
+  for name, procs in resumed.items():
+    results = _finish(procs)
+    assert all(rc == 0 for rc, _, _ in results), results[0][2][-3000:]
+    assert _fingerprint(tmp_path / name) == want
+    assert strip(writers.read(str(tmp_path / name / "metrics.jsonl"))) == strip(ref)
 
 
 def test_process_id_out_of_range_is_one_line(tmp_path):

@@ -45,11 +45,16 @@ def _without_wall_clock(records):
   return [{k: v for k, v in r.items() if k not in metrics_log.WALL_CLOCK_KEYS} for r in records]
 
 
-def test_sigkill_at_a_random_point_then_resume_is_bit_identical(tmp_path):
-  reference = tmp_path / "reference"
-  done = subprocess.run(_train_argv(reference), cwd=ROOT, capture_output=True, text=True, timeout=600)
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+  """An uninterrupted run of the SLOW setting, shared by the interruption tests."""
+  workdir = tmp_path_factory.mktemp("reference") / "run"
+  done = subprocess.run(_train_argv(workdir), cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert done.returncode == 0, done.stderr[-2000:]
+  return workdir
 
+
+def test_sigkill_at_a_random_point_then_resume_is_bit_identical(tmp_path, reference):
   rng = random.Random()
   for _ in range(3):
     interrupted = tmp_path / f"interrupted{_}"
@@ -165,11 +170,7 @@ def test_partial_metrics_line_is_skipped_and_repaired(tmp_path, capsys):
   assert open(path).read().endswith("}\n")
 
 
-def test_sigterm_saves_at_the_next_step_exits_0_and_resumes_bit_identical(tmp_path):
-  reference = tmp_path / "reference"
-  done = subprocess.run(_train_argv(reference), cwd=ROOT, capture_output=True, text=True, timeout=600)
-  assert done.returncode == 0, done.stderr[-2000:]
-
+def test_sigterm_saves_at_the_next_step_exits_0_and_resumes_bit_identical(tmp_path, reference):
   stopped = tmp_path / "stopped"
   proc = subprocess.Popen(
     _train_argv(stopped), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

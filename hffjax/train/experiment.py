@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 
@@ -24,7 +25,7 @@ from hffjax.train.state import TrainState, merge_model, split_model
 from hffjax.train.step import make_eval_step, make_train_step
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class Experiment:
   """What training and evaluation share: data, model definition, mesh, compiled steps."""
 
@@ -52,6 +53,7 @@ class Experiment:
     """Whether evaluation also counts top-5 hits (for 20 classes or more)."""
     return self.dataset.num_classes >= 20
 
+  @functools.cache  # noqa: B019  (one jitted function per experiment, so its compilations are reused)
   def eval_fn(self):
     blocks = ensemble_blocks(self.config, self.num_outputs)
     return jax.jit(
@@ -61,6 +63,7 @@ class Experiment:
       out_shardings=sharding.replicated(self.mesh),
     )
 
+  @functools.cache  # noqa: B019
   def train_fn(self):
     step = make_train_step(
       self.graphdef,

@@ -109,6 +109,21 @@ def train_and_evaluate(
 ) -> dict:
   """Trains (resuming from ``workdir`` if it holds checkpoints), evaluating every ``eval_every_steps``.
 
+  See :func:`fit`, which this calls; returns the last evaluation record.
+  """
+  return fit(config, workdir, dataset=dataset, progress=progress, overwrite=overwrite)[0]
+
+
+def fit(
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  *,
+  dataset: data_lib.Dataset | None = None,
+  progress: bool | None = None,
+  overwrite: bool = False,
+) -> tuple[dict, Experiment, TrainState]:
+  """Trains (resuming from ``workdir`` if it holds checkpoints), evaluating every ``eval_every_steps``.
+
   Writes ``workdir/config.json``, ``workdir/metrics.jsonl`` (one record per
   evaluation), TensorBoard files and Orbax checkpoints in
   ``workdir/checkpoints``. A run killed at any point and started again with
@@ -124,7 +139,8 @@ def train_and_evaluate(
     overwrite: discard a run in ``workdir`` that was trained with another config.
 
   Returns:
-    The last evaluation record.
+    ``(record, experiment, state)``: the last evaluation record, what the
+    run was set up with, and the final training state.
   """
   exp = setup(config, dataset)
   primary = sharding.is_primary()
@@ -206,7 +222,7 @@ def train_and_evaluate(
     ckpts.close()
   if result is None:  # Already trained to the end: report the restored model.
     result = {"step": start, "epoch": start / spe, **_evaluate_all(exp, eval_fn, state)}
-  return result
+  return result, exp, state
 
 
 def _evaluation_record(exp: Experiment, eval_fn, state: TrainState, step: int, meter: Meter) -> dict:
