@@ -107,7 +107,9 @@ def bench_training(config, dataset: data_lib.Dataset, *, desc: str = "", steps: 
     repeats=3,
   )
   step_seconds, step_temp_bytes = _step_timing(exp, jax.tree.map(jnp.copy, state), steps)
-  epoch_times = [r["epoch_seconds"] for r in records if "epoch_seconds" in r]
+  epoch_times = [r["epoch_seconds"] for r in records if "epoch_seconds" in r] or [
+    sum(r["interval_seconds"] for r in records) / records[-1]["step"] * exp.steps_per_epoch
+  ]
   n_train = exp.steps_per_epoch * config.batch_size
   return {
     "arch": config.model.kind,

@@ -28,8 +28,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.validation_split = ""  # e.g. "train[-5000:]" (carved from train) or "validation"; "" = none
   c.classes = ()  # keep only these labels, relabelled 0..k-1 in this order; empty = all
   c.image_size = 0  # crop/resize images to this size (needed when their sizes vary); 0 = as stored
-  c.pixel_mean = -1.0  # of pixels scaled to [0, 1]; < 0 = estimate from <= 10k training records
-  c.pixel_std = -1.0
+  c.pixel_mean = ()  # of pixels scaled to [0, 1], one value or one per channel; () = estimate
+  c.pixel_std = ()  # from <= 10k evenly spaced training records (and keep with the run)
   c.data_workers = 0  # grain worker processes reading and decoding batches; 0 = a reader thread
   c.data_prefetch = 4  # batches read ahead on the host (per process)
   c.seed = 0
@@ -157,6 +157,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     from hffjax.data.sources import parse_split  # noqa: PLC0415  (config files import this module)
 
     parse_split(config.validation_split)
+  if bool(config.pixel_mean) != bool(config.pixel_std):
+    raise HFFError("give both pixel_mean and pixel_std, or neither (then they are estimated)")
+  if any(s <= 0 for s in config.pixel_std):
+    raise HFFError(f"pixel_std values must be > 0, got {config.pixel_std}")
   if not all(isinstance(c, int) and not isinstance(c, bool) for c in config.classes):
     raise HFFError(f"classes must be integer labels, e.g. (5, 6, 7, 8, 9); got {config.classes}")
   if config.augment_shift < 0:

@@ -116,10 +116,12 @@ def run(argv: list[str]) -> int:
         )
         print(train.format_summary(result))
         print(json.dumps({k: result[k] for k in keys if k in result}))
-    else:
+    elif args.command == "eval":  # on a cluster's job of several processes, all of them evaluate
       sharding.initialize_distributed()
     if args.command == "eval":
-      print(json.dumps(train.evaluate_workdir(args.workdir, args.data_dir)))
+      result = train.evaluate_workdir(args.workdir, args.data_dir)
+      if sharding.is_primary():
+        print(json.dumps(result))
     elif args.command == "plot":
       try:
         from hffjax import plots

@@ -183,6 +183,15 @@ class ConvBlock(nnx.Module):
     return a, r
 
 
+def _channel_stats(value, channels: int, name: str) -> tuple[float, ...]:
+  values = tuple(float(v) for v in (value if isinstance(value, (tuple, list)) else (value,)))
+  if len(values) not in (1, channels):
+    raise HFFError(f"{name} has {len(values)} values for {channels}-channel images; give 1 or {channels}")
+  if name == "pixel_std" and min(values) <= 0:
+    raise HFFError(f"pixel_std must be > 0, got {values}")
+  return values
+
+
 class BlockStack(nnx.Module):
   """Blocks run in sequence, with the inter-block normalisation between them.
 
@@ -197,8 +206,8 @@ class BlockStack(nnx.Module):
     input_shape: tuple[int, int, int],
     interblock_norm: str = "l2",
     stop_gradient: bool = True,
-    pixel_mean: float = 0.0,
-    pixel_std: float = 1.0,
+    pixel_mean: float | Sequence[float] = 0.0,
+    pixel_std: float | Sequence[float] = 1.0,
   ):
     if interblock_norm not in INTERBLOCK_NORMS:
       raise HFFError(f"unknown model.interblock_norm {interblock_norm!r}; use one of {INTERBLOCK_NORMS}")
@@ -206,8 +215,9 @@ class BlockStack(nnx.Module):
     self.input_shape = tuple(input_shape)
     self.interblock_norm = interblock_norm
     self.stop_gradient = stop_gradient
-    self.pixel_mean = float(pixel_mean)
-    self.pixel_std = float(pixel_std)
+    # One value, or one per channel; kept as Python floats (static, part of the model's definition).
+    self.pixel_mean = _channel_stats(pixel_mean, self.input_shape[-1], "pixel_mean")
+    self.pixel_std = _channel_stats(pixel_std, self.input_shape[-1], "pixel_std")
 
   @property
   def num_blocks(self) -> int:
@@ -220,7 +230,23 @@ class BlockStack(nnx.Module):
         f"images have shape {tuple(x.shape[1:])} but the model was built for "
         f"{self.input_shape}; rebuild the model for this dataset"
       )
-    return (x.astype(jnp.float32) / 255.0 - self.pixel_mean) / self.pixel_std
+    mean_K, std_K = self.channel_stats()
+    return (x.astype(jnp.float32) / 255.0 - mean_K.reshape(1, 1, 1, -1)) / std_K.reshape(1, 1, 1, -1)
+
+  def channel_stats(self) -> tuple[jax.Array, jax.Array]:
+    """``(mean [K], std [K])`` of pixels scaled to ``[0, 1]``, one per input channel."""
+    k = self.input_shape[-1]
+    mean = (
+      jnp.broadcast_to(jnp.asarray(self.pixel_mean, jnp.float32), (k,))
+      if len(self.pixel_mean) == 1
+      else jnp.asarray(self.pixel_mean, jnp.float32)
+    )
+    std = (
+      jnp.broadcast_to(jnp.asarray(self.pixel_std, jnp.float32), (k,))
+      if len(self.pixel_std) == 1
+      else jnp.asarray(self.pixel_std, jnp.float32)
+    )
+    return mean, std
 
   def forward(self, h: jax.Array, *, train: bool) -> list[tuple[jax.Array, jax.Array]]:
     """``(activity a_l, read-out r_l)`` of every block for normalised input ``h``."""
@@ -254,8 +280,8 @@ class HFFNet(BlockStack):
     interblock_norm: str = "l2",
     margin: float = 0.0,
     loss_weights: Sequence[float] = (),
-    pixel_mean: float = 0.0,
-    pixel_std: float = 1.0,
+    pixel_mean: float | Sequence[float] = 0.0,
+    pixel_std: float | Sequence[float] = 1.0,
     rngs: nnx.Rngs,
   ):
     super().__init__(
@@ -371,8 +397,9 @@ def build_model(
 ) -> HFFNet:
   """Builds the HFF network a config's ``model`` section describes.
 
-  ``pixel_mean``/``pixel_std`` (of pixel values scaled to ``[0, 1]``) are the
-  dataset statistics the model uses to normalise raw images.
+  ``pixel_mean``/``pixel_std`` (of pixel values scaled to ``[0, 1]``; one
+  value, or one per channel) are the dataset statistics the model uses to
+  normalise raw images.
   """
   cfg = model_config
   rngs = nnx.Rngs(params=seed)

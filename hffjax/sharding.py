@@ -127,10 +127,16 @@ def is_primary() -> bool:
   return jax.process_index() == 0
 
 
-def barrier(name: str) -> None:
-  """Waits until every process reaches the barrier called ``name`` (a no-op on one process)."""
-  if jax.process_count() > 1:
-    multihost_utils.sync_global_devices(name)
+def raise_if_any(error: Exception | None, what: str) -> None:
+  """Raises on every process when any process had ``error`` (a collective: all processes must call it).
+
+  The process that failed raises its own message; the others name it.
+  """
+  failed = processes_where(error is not None)
+  if error is not None:
+    raise error
+  if failed:
+    raise HFFError(f"process(es) {', '.join(map(str, failed))} failed while {what}; see their message")
 
 
 def broadcast(value: np.ndarray) -> np.ndarray:

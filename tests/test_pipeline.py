@@ -125,6 +125,13 @@ def test_random_resized_crop_is_deterministic_and_independent_of_process_count(t
     assert whole["image"].shape == (8, 12, 12, 3) and whole["image"].dtype == np.uint8
     np.testing.assert_array_equal(whole["image"], again["image"])
     np.testing.assert_array_equal(whole["image"], np.concatenate([h["image"] for h in halves]))
+  # 10 test records, one global batch of 16 over 8 processes: processes 5, 6 and 7 hold only padding.
+  shares = [data.pipeline.EvalBatch(ds.test, 16, p, 8, 12)(0) for p in range(8)]
+  assert all(s["image"].shape == (2, 12, 12, 3) for s in shares)
+  assert [int(s["mask"].sum()) for s in shares] == [2, 2, 2, 2, 2, 0, 0, 0]
+  fixed = data.pipeline.EvalBatch(ds.train.subset(np.arange(3)), 16, 7, 8, 0)
+  with pytest.raises(HFFError, match="differ in size"):
+    fixed(0)  # a streamed source of varying sizes needs image_size, even for an empty share
   batches = list(data.eval_iterator(ds, "test", 4))
   assert [int(b["mask"].sum()) for b in batches] == [4, 4, 2]
   assert all(b["image"].shape == (4, 12, 12, 3) for b in batches)

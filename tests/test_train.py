@@ -174,3 +174,44 @@ def test_checkpoint_from_a_newer_format_is_refused_and_the_old_one_restores(tiny
   ):
     ckpts.restore(exp.abstract_state())
   ckpts.close()
+
+
+def test_per_channel_statistics_are_kept_with_the_run(tiny_config, tmp_path):
+  c = tiny_config
+  c.synthetic.image_shape, c.num_epochs = (8, 8, 3), 1
+  train.train_and_evaluate(c, str(tmp_path), progress=False)
+  saved = json.loads((tmp_path / "data.json").read_text())
+  ds = train.setup(c).dataset
+  pixels = ds.train_images.reshape(-1, 3).astype(np.float64) / 255.0  # 256 records: all of them
+  np.testing.assert_allclose(saved["pixel_mean"], pixels.mean(0), rtol=1e-9)
+  np.testing.assert_allclose(saved["pixel_std"], pixels.std(0), rtol=1e-6)
+  exp, _, _ = train.restore_experiment(str(tmp_path))
+  assert exp.pixel_stats == (tuple(saved["pixel_mean"]), tuple(saved["pixel_std"]))
+
+
+def test_workdir_written_by_hffjax_0_1_restores(tiny_config, tmp_path, capsys):
+  from hffjax.main import run
+
+  c = tiny_config
+  c.num_epochs = 1
+  result = train.train_and_evaluate(c, str(tmp_path), progress=False)
+  # What 0.1 left behind: no keys added since in config.json, no statistics in data.json, and
+  # checkpoints without a format version.
+  config = json.loads((tmp_path / "config.json").read_text())
+  for key in ("validation_split", "classes", "image_size", "pixel_mean", "pixel_std", "num_steps"):
+    del config[key]
+  (tmp_path / "config.json").write_text(json.dumps(config))
+  data_info = json.loads((tmp_path / "data.json").read_text())
+  (tmp_path / "data.json").write_text(json.dumps({k: data_info[k] for k in ("image_shape", "num_classes")}))
+  meta_path = tmp_path / "checkpoints" / str(result["step"]) / "meta" / "metadata"
+  meta = json.loads(meta_path.read_text())
+  del meta["format_version"]
+  meta_path.write_text(json.dumps(meta))
+
+  assert run(["eval", "--workdir", str(tmp_path)]) == 0
+  evaluated = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert evaluated["step"] == result["step"]
+  assert evaluated["test_accuracy"] == pytest.approx(result["test_accuracy"], abs=1e-12)
+  # And training resumes it (the same config), rather than refusing it as another run.
+  c.num_epochs = 2
+  assert train.train_and_evaluate(c, str(tmp_path), progress=False)["step"] == 2 * result["step"]

@@ -57,11 +57,13 @@ class FFNet(BlockStack):
     The label is written as pixels: white (255) for the label, black (0) for
     the other classes, normalised like the rest of the image.
     """
-    on = (1.0 - self.pixel_mean) / self.pixel_std
-    off = -self.pixel_mean / self.pixel_std
+    mean_K, std_K = self.channel_stats()
+    channel_C = jnp.arange(self.num_classes) % self.input_shape[-1]  # the channel of each written value
+    on_1xC = ((1.0 - mean_K[channel_C]) / std_K[channel_C])[None, :]
+    off_1xC = (-mean_K[channel_C] / std_K[channel_C])[None, :]
     flat = h.reshape(h.shape[0], -1)
     onehot = jax.nn.one_hot(labels, self.num_classes, dtype=flat.dtype)
-    return flat.at[:, : self.num_classes].set(off + (on - off) * onehot).reshape(h.shape)
+    return flat.at[:, : self.num_classes].set(off_1xC + (on_1xC - off_1xC) * onehot).reshape(h.shape)
 
   def goodness(self, h_embedded: jax.Array, *, train: bool) -> jax.Array:
     """``[L, B]``: every block's goodness for already-labelled inputs."""

@@ -84,6 +84,8 @@ def _read(
   """Reads records; ``transform(position, image)`` makes every image the same size first."""
   if transform is None:
     return source.read(indices)
+  if len(indices) == 0:  # a process whose share of the last eval batch is empty
+    return None, np.zeros(0, np.int32)
   records = [source.record(i) for i in indices]
   images = np.stack([transform(j, image) for j, (image, _) in enumerate(records)])
   return images, np.asarray([label for _, label in records], np.int32)
@@ -173,14 +175,15 @@ class EvalBatch:
     pad = local - len(indices)
     mask = np.concatenate([np.ones(len(indices), bool), np.zeros(pad, bool)])
     if pad:
-      shape = images.shape[1:] if len(indices) else self.image_shape_hint()
-      images = np.concatenate([images.reshape(-1, *shape), np.zeros((pad, *shape), np.uint8)])
+      shape = self.image_shape_hint()
+      images = images if images is not None else np.zeros((0, *shape), np.uint8)
+      images = np.concatenate([images, np.zeros((pad, *shape), np.uint8)])
       labels = np.concatenate([labels.astype(np.int32), np.zeros(pad, np.int32)])
     return {"image": images, "label": labels, "mask": mask}
 
   def image_shape_hint(self) -> tuple[int, ...]:
     if self.image_size:
-      channels = self.source.image_shape[2] if self.source.image_shape else 3
+      channels = self.source.image_shape[2] if self.source.image_shape else self.source.channels
       return (self.image_size, self.image_size, channels)
     return tuple(self.source.image_shape)
 

@@ -83,9 +83,17 @@ class RecordSource:
   in size; ``image_shape`` is then ``None`` and the pipeline resizes them.
   """
 
-  def __init__(self, source, image_shape: tuple | None, indices: np.ndarray | None = None, relabel=None):
+  def __init__(
+    self,
+    source,
+    image_shape: tuple | None,
+    indices: np.ndarray | None = None,
+    relabel=None,
+    channels: int = 3,
+  ):
     self.source = source
     self._image_shape = image_shape
+    self.channels = image_shape[-1] if image_shape else channels
     self.indices = indices  # a view over some records of ``source`` (a split slice or class subset)
     self.relabel = relabel  # a lookup array: stored label -> label the model sees
 
@@ -107,12 +115,14 @@ class RecordSource:
   def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if self._image_shape is None:
       raise HFFError("this dataset's images differ in size; set --config.image_size to crop them to one size")
+    if len(indices) == 0:
+      return np.zeros((0, *self._image_shape), np.uint8), np.zeros(0, np.int32)
     records = [self.record(i) for i in indices]
     return np.stack([r[0] for r in records]), np.asarray([r[1] for r in records], np.int32)
 
   def subset(self, indices: np.ndarray) -> RecordSource:
     base = indices if self.indices is None else self.indices[indices]
-    return RecordSource(self.source, self._image_shape, base, self.relabel)
+    return RecordSource(self.source, self._image_shape, base, self.relabel, self.channels)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,8 +146,7 @@ class Dataset:
   def image_shape(self) -> tuple[int, int, int]:
     shape = self.train.image_shape
     if shape is None:
-      channels = 3
-      return (self.image_size, self.image_size, channels)
+      return (self.image_size, self.image_size, self.train.channels)
     if self.image_size and tuple(shape[:2]) != (self.image_size, self.image_size):
       return (self.image_size, self.image_size, shape[2])
     return tuple(shape)
@@ -164,22 +173,32 @@ class Dataset:
   def test_labels(self) -> np.ndarray:
     return self._arrays("test").labels
 
-  def pixel_stats(self, max_records: int = 10_000) -> tuple[float, float]:
-    """Mean and std of training pixels in ``[0, 1]`` from at most ``max_records`` evenly spaced records."""
+  def pixel_stats(self, max_records: int = 10_000) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of training pixels scaled to ``[0, 1]``.
+
+    From at most ``max_records`` evenly spaced training records (a pure
+    function of the split), so a split is never read whole for this.
+    """
     n = len(self.train)
     idx = np.unique(np.linspace(0, n - 1, num=min(n, max_records)).astype(np.int64))
-    if isinstance(self.train, ArraySource) or self.train.image_shape is not None:
-      images, _ = self.train.read(idx)
-      pixels = images.astype(np.float64)
-      mean, std = pixels.mean(), pixels.std()
-    else:  # sizes vary: pool per-record moments
+    if self.train.image_shape is not None:
+      pixels = self.train.read(idx)[0].astype(np.float64)
+      pixels = pixels.reshape(-1, pixels.shape[-1])
+      count, total, total_sq = len(pixels), pixels.sum(0), (pixels**2).sum(0)
+    else:  # sizes vary: pool per-record sums
       count = total = total_sq = 0.0
       for i in idx:
-        image = self.train.record(i)[0].astype(np.float64)
-        count, total, total_sq = count + image.size, total + image.sum(), total_sq + (image**2).sum()
-      mean = total / count
-      std = np.sqrt(max(total_sq / count - mean**2, 0.0))
-    return float(mean) / 255.0, max(float(std) / 255.0, 1e-6)
+        image = self.train.record(i)[0].astype(np.float64).reshape(-1, self.train.channels)
+        count, total, total_sq = count + len(image), total + image.sum(0), total_sq + (image**2).sum(0)
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+    return tuple(float(m) / 255.0 for m in mean), tuple(max(float(s) / 255.0, 1e-6) for s in std)
+
+  def full_split_pixel_stats(self) -> tuple[tuple[float], tuple[float]]:
+    """One mean and std over every training pixel: how hffjax 0.1 normalised in-memory datasets."""
+    images = self._arrays("train").images
+    mean = float(images.mean(dtype=np.float64)) / 255.0
+    return (mean,), (max(float(images.std(dtype=np.float64)) / 255.0, 1e-6),)
 
 
 # ----------------------------------------------------------------------------- IDX
@@ -328,12 +347,14 @@ def load_tfds_dataset(name: str, data_dir: str | None, *, test_split: str | None
     test_split = "test" if "test" in info.splits else "validation"
   test = tfds_split(name, test_split, data_dir)
   shape = tuple(info.features["image"].shape)
-  fixed = None if any(s is None for s in shape) else (shape if len(shape) == 3 else (*shape, 1))
+  shape = shape if len(shape) == 3 else (*shape, 1)
+  fixed = None if any(s is None for s in shape) else shape
+  channels = shape[-1] or 3
   names = tuple(label.names) if getattr(label, "names", None) else None
   return Dataset(
     name=name,
-    train=RecordSource(train, fixed),
-    test=RecordSource(test, fixed),
+    train=RecordSource(train, fixed, channels=channels),
+    test=RecordSource(test, fixed, channels=channels),
     num_classes=int(label.num_classes),
     class_names=names,
   )
@@ -417,7 +438,10 @@ def _carve_validation(ds: Dataset, spec: str, data_dir: str) -> Dataset:
   source = tfds_split(ds.name, name, data_dir)
   _, start, stop = split_range(spec, len(source))
   return dataclasses.replace(
-    ds, validation=RecordSource(source, ds.train.image_shape, np.arange(start, stop), ds.train.relabel)
+    ds,
+    validation=RecordSource(
+      source, ds.train.image_shape, np.arange(start, stop), ds.train.relabel, ds.train.channels
+    ),
   )
 
 

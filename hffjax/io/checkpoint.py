@@ -2,7 +2,8 @@
 
 Each checkpoint holds two items: ``state`` (the training-state pytree) and
 ``meta`` (JSON: the state's SHA-256 fingerprint and whatever the trainer needs
-to resume exactly, such as the running sums of the current epoch). A restore
+to resume exactly, such as the running sums of the evaluation interval in
+progress). A restore
 recomputes the fingerprint, so a truncated *or* silently corrupted checkpoint
 is detected, and the previous good one is used instead.
 """
@@ -44,7 +45,7 @@ def warn(message: str) -> None:
 class Checkpoints:
   """Saves and restores a training-state pytree by step; keeps the newest ``keep``.
 
-  The state's step fixes the data position, because every epoch's order (and
+  The state's step fixes the data position, because the data order (and
   every step's augmentation) is a pure function of the seed: restoring the
   state is enough to see the same batches again.
   """
@@ -56,9 +57,6 @@ class Checkpoints:
       options=ocp.CheckpointManagerOptions(max_to_keep=max(int(keep), 1), create=True),
       item_handlers={"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()},
     )
-
-  def latest_step(self) -> int | None:
-    return self._manager.latest_step()
 
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())

@@ -1,8 +1,10 @@
 """The workdir: the config it was trained with, the guard against mixing runs, the shared-storage check.
 
-Process 0 alone reads and writes these files; the other processes of a
-multi-host job learn the outcome through a broadcast, so every process either
-goes on or stops with the same one-line error.
+Process 0 alone writes these files and decides whether a run may go on; the
+other processes of a multi-host job learn the outcome through a broadcast, so
+every process either goes on or stops with the same one-line error. (Every
+process reads the saved normalisation statistics: files are replaced
+atomically, so each reads a whole one.)
 """
 
 from __future__ import annotations
@@ -34,21 +36,33 @@ def _write_atomic(path: str, text: str) -> None:
   os.replace(tmp, path)
 
 
+def config_changes(workdir: str, config: ml_collections.ConfigDict) -> list[str] | None:
+  """Keys whose value differs from the run saved in ``workdir`` (``None``: no run there).
+
+  A saved config is read on top of today's defaults, so a run saved before a
+  key existed compares as if it had that key's default.
+  """
+  config_path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(config_path):
+    return None
+  try:
+    with open(config_path) as f:
+      saved = json.loads(config_lib.to_json(config_lib.from_json(f.read())))
+  except (OSError, ValueError, TypeError):
+    return ["config.json (unreadable)"]
+  now = json.loads(config_lib.to_json(config))
+  return sorted(k for k in set(saved) | set(now) if k not in RESUMABLE_KEYS and saved.get(k) != now.get(k))
+
+
+def same_config(workdir: str, config: ml_collections.ConfigDict) -> bool:
+  """Whether ``workdir`` holds a run of ``config`` (one this config resumes)."""
+  return config_changes(workdir, config) == []
+
+
 def _prepare(config: ml_collections.ConfigDict, workdir: str, overwrite: bool, data_info: dict) -> None:
   config_path = os.path.join(workdir, "config.json")
-  if os.path.isfile(config_path):
-    with open(config_path) as f:
-      try:
-        saved = json.loads(f.read())
-      except json.JSONDecodeError:
-        saved = None  # a config.json cut short: nothing trustworthy to compare against
-    now = json.loads(config_lib.to_json(config))
-    if saved is None:
-      changed = ["config.json (unreadable)"]
-    else:
-      changed = sorted(
-        k for k in set(saved) | set(now) if k not in RESUMABLE_KEYS and saved.get(k) != now.get(k)
-      )
+  changed = config_changes(workdir, config)
+  if changed is not None:
     if changed and not overwrite:
       raise HFFError(
         f"{workdir} holds a run with a different config ({', '.join(changed)} differ); "
@@ -99,3 +113,32 @@ def prepare_workdir(
       f"{workdir} is not shared: process(es) {', '.join(map(str, missing))} cannot see what process 0 "
       "wrote there; put the workdir on storage every process mounts (e.g. NFS) at the same path"
     )
+
+
+def saved_pixel_stats(workdir: str, ds) -> tuple | None:
+  """The ``(mean, std)`` a run in ``workdir`` normalised images with, or ``None`` for a new run.
+
+  Workdirs written by hffjax 0.1 hold no statistics: it used one mean and std
+  over the whole (in-memory) training split, which is recomputed here so that
+  such a run restores and resumes exactly.
+  """
+  path = os.path.join(workdir, "data.json")
+  if not os.path.isfile(path):
+    return None
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+  except (OSError, json.JSONDecodeError) as e:
+    raise HFFError(
+      f"{path} is unreadable ({e}); restore it, or train with --overwrite to start over"
+    ) from None
+  if "pixel_mean" in saved and "pixel_std" in saved:
+    return tuple(saved["pixel_mean"]), tuple(saved["pixel_std"])
+  try:
+    return ds.full_split_pixel_stats()
+  except HFFError:
+    raise HFFError(
+      f"{workdir} was written by hffjax 0.1 (checkpoint format 1), which normalised {ds.name} with "
+      "statistics of its whole training split; streamed datasets are no longer read whole, so this "
+      "run cannot be restored exactly: train it again (--overwrite)"
+    ) from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 
+from hffjax.errors import HFFError
 from hffjax.io.checkpoint import warn
 
 FILENAME = "metrics.jsonl"
@@ -48,7 +49,7 @@ def read(path: str) -> list[dict]:
       if i == len(lines) - 1:  # no newline after it: an interrupted write
         warn(f"{path}: skipping a partial last line")
         continue
-      raise
+      raise HFFError(f"{path} line {i + 1} is not a JSON record; repair or delete that line") from None
   return records
 
 
@@ -77,7 +78,8 @@ class MetricWriter:
   when it is installed.
   """
 
-  def __init__(self, workdir: str, *, enabled: bool):
+  def __init__(self, workdir: str, *, enabled: bool, resume_step: int | None = None):
+    """``resume_step``: the step a resumed run continues from; later TensorBoard events are dropped."""
     self.enabled = enabled
     self.path = os.path.join(workdir, FILENAME)
     self._tb = None
@@ -87,7 +89,9 @@ class MetricWriter:
       except ImportError:
         SummaryWriter = None
       if SummaryWriter is not None:
-        self._tb = SummaryWriter(os.path.join(workdir, TENSORBOARD_DIR), flush_secs=30)
+        # Events past the step training continues from belong to work it redoes: drop them.
+        purge = (resume_step or 0) + 1
+        self._tb = SummaryWriter(os.path.join(workdir, TENSORBOARD_DIR), flush_secs=30, purge_step=purge)
 
   def keep_up_to(self, step: int | None) -> None:
     if self.enabled:

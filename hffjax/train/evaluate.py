@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from hffjax import sharding
@@ -12,9 +13,7 @@ from hffjax.data import ArraySource, Dataset, eval_iterator
 from hffjax.train.state import TrainState
 
 
-def evaluate_split(
-  eval_fn, state: TrainState, ds: Dataset, split: str, mesh, batch_size: int, *, top5: bool = False
-) -> dict:
+def evaluate_split(eval_fn, state: TrainState, ds: Dataset, split: str, mesh, batch_size: int) -> dict:
   """Exact accuracy over every record of ``ds``'s ``split``, read by every process for its own devices.
 
   The last batch is padded and masked; the counts are summed on the devices,
@@ -26,31 +25,29 @@ def evaluate_split(
   )
   for b in batches:
     c = eval_fn(state.params, state.batch_stats, *sharding.to_global(mesh, b["image"], b["label"], b["mask"]))
-    counts = c if counts is None else counts + c
-  counts = np.asarray(sharding.fetch(counts), np.int64)
+    counts = c if counts is None else jax.tree.map(jnp.add, counts, c)
+  counts = jax.tree.map(lambda x: np.asarray(x, np.int64), sharding.fetch(counts))
   seconds = time.perf_counter() - start
   n = len(getattr(ds, split))
-  if top5:
-    counts, top5_count = counts[:-1], counts[-1]
   result = {
-    "test_accuracy": counts[-2] / n,
-    "ensemble_accuracy": counts[-1] / n,
-    "layer_accuracy": [c / n for c in counts[:-2]],
+    "test_accuracy": counts["last"] / n,
+    "ensemble_accuracy": counts["ensemble"] / n,
+    "layer_accuracy": [c / n for c in counts["block"]],
     "num_examples": n,
     "eval_seconds": seconds,
     "examples_per_second": n / seconds,
   }
-  if top5:
-    result["top5_accuracy"] = top5_count / n
+  if "top5" in counts:
+    result["top5_accuracy"] = counts["top5"] / n
   return result
 
 
 def evaluate(
-  eval_fn, state: TrainState, images: np.ndarray, labels: np.ndarray, mesh, batch_size: int, **kwargs
+  eval_fn, state: TrainState, images: np.ndarray, labels: np.ndarray, mesh, batch_size: int
 ) -> dict:
   """:func:`evaluate_split` over in-memory arrays."""
   ds = Dataset("arrays", ArraySource(images[:1], labels[:1]), ArraySource(images, labels), num_classes=0)
-  return evaluate_split(eval_fn, state, ds, "test", mesh, batch_size, **kwargs)
+  return evaluate_split(eval_fn, state, ds, "test", mesh, batch_size)
 
 
 def format_summary(result: dict) -> str:

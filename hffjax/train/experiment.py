@@ -18,6 +18,7 @@ from hffjax import config as config_lib
 from hffjax import data as data_lib
 from hffjax.errors import HFFError
 from hffjax.io import checkpoint as ckpt_lib
+from hffjax.io import workdir as workdir_lib
 from hffjax.models import build_model
 from hffjax.train.optim import make_optimizer
 from hffjax.train.predict import ensemble_blocks
@@ -39,6 +40,7 @@ class Experiment:
   order: data_lib.TrainOrder
   eval_batch_size: int
   total_steps: int
+  pixel_stats: tuple  # (mean, std) the model normalises images with; kept with the run in data.json
 
   @property
   def steps_per_epoch(self) -> int:
@@ -82,11 +84,18 @@ class Experiment:
     return merge_model(self.graphdef, *sharding.fetch((state.params, state.batch_stats)))
 
 
-def build_network(config: ml_collections.ConfigDict, ds: data_lib.Dataset) -> nnx.Module:
+def pixel_stats_for(config: ml_collections.ConfigDict, ds: data_lib.Dataset, saved=None) -> tuple:
+  """``(mean, std)`` to normalise with: the config's, else a run's saved ones, else estimated from ``ds``."""
+  if config.pixel_mean:
+    return tuple(config.pixel_mean), tuple(config.pixel_std)
+  if saved is not None:
+    return tuple(saved[0]), tuple(saved[1])
+  return ds.pixel_stats()
+
+
+def build_network(config: ml_collections.ConfigDict, ds: data_lib.Dataset, pixel_stats=None) -> nnx.Module:
   """The model ``config.method`` trains: HFF, or a baseline on the same blocks."""
-  pixel_mean, pixel_std = config.pixel_mean, config.pixel_std
-  if pixel_mean < 0 or pixel_std <= 0:  # not given: estimate from a bounded sample of training records
-    pixel_mean, pixel_std = ds.pixel_stats()
+  pixel_mean, pixel_std = pixel_stats if pixel_stats is not None else pixel_stats_for(config, ds)
   common = dict(
     input_shape=ds.image_shape,
     num_classes=ds.num_classes,
@@ -105,6 +114,8 @@ def setup(
   config: ml_collections.ConfigDict,
   dataset: data_lib.Dataset | None = None,
   mesh: jax.sharding.Mesh | None = None,
+  *,
+  saved_pixel_stats=None,
 ) -> Experiment:
   """Validates the config, loads the data, builds the model, optimizer and mesh.
 
@@ -112,6 +123,7 @@ def setup(
     config: a full config (see :func:`hffjax.config.base_config`).
     dataset: use this instead of loading ``config.dataset``.
     mesh: a mesh with a ``data`` axis; default: every device.
+    saved_pixel_stats: ``(mean, std)`` a run was trained with (see ``pixel_stats_for``).
   """
   config_lib.validate_config(config)
   ds = dataset if dataset is not None else data_lib.load_dataset(config)
@@ -123,7 +135,8 @@ def setup(
   n_dev = mesh.devices.size
   eval_bs = min(config.eval_batch_size, max(len(ds.test), len(ds.validation or ())))
   eval_bs = -(-eval_bs // n_dev) * n_dev
-  model = build_network(config, ds)
+  pixel_stats = pixel_stats_for(config, ds, saved_pixel_stats)
+  model = build_network(config, ds, pixel_stats)
   probe = jax.ShapeDtypeStruct((1, *ds.image_shape), jnp.uint8)
   num_outputs = len(jax.eval_shape(lambda m, x: m(x), model, probe))
   ensemble_blocks(config, num_outputs)
@@ -137,7 +150,9 @@ def setup(
     opt_state=optimizer.init(params),
   )
   state = jax.device_put(state, sharding.replicated(mesh))
-  return Experiment(config, ds, mesh, graphdef, num_outputs, state, optimizer, order, eval_bs, total_steps)
+  return Experiment(
+    config, ds, mesh, graphdef, num_outputs, state, optimizer, order, eval_bs, total_steps, pixel_stats
+  )
 
 
 def to_state(tree: dict) -> TrainState:
@@ -156,11 +171,14 @@ def restore_experiment(workdir: str, data_dir: str | None = None) -> tuple[Exper
       raise HFFError(f"{path} is not a valid saved config ({e}); re-run train") from None
   if data_dir:
     config.data_dir = data_dir
-  exp = setup(config)
+  config_lib.validate_config(config)
+  ds = data_lib.load_dataset(config)
+  exp = setup(config, ds, saved_pixel_stats=workdir_lib.saved_pixel_stats(workdir, ds))
   data_path = os.path.join(workdir, "data.json")
   if os.path.isfile(data_path):
     with open(data_path) as f:
-      trained_on = json.load(f)
+      saved = json.load(f)
+    trained_on = {k: saved.get(k) for k in ("image_shape", "num_classes")}
     now = {"image_shape": list(exp.dataset.image_shape), "num_classes": exp.dataset.num_classes}
     if trained_on != now:
       raise HFFError(

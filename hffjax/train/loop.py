@@ -16,10 +16,12 @@ import ml_collections
 from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
+from hffjax import config as config_lib
 from hffjax import data as data_lib
 from hffjax import sharding
 from hffjax.errors import HFFError
 from hffjax.io import checkpoint as ckpt_lib
+from hffjax.io import workdir as workdir_lib
 from hffjax.io import writers
 from hffjax.io.workdir import prepare_workdir
 from hffjax.train.evaluate import evaluate_split
@@ -78,18 +80,51 @@ def _save(ckpts: ckpt_lib.Checkpoints, state: TrainState, step: int, last_saved:
 
 def _evaluate_all(exp: Experiment, eval_fn, state: TrainState) -> dict:
   """Test metrics under the usual names, and ``validation_*`` when the run has a validation split."""
-  top5 = exp.top5
-  test = evaluate_split(eval_fn, state, exp.dataset, "test", exp.mesh, exp.eval_batch_size, top5=top5)
+  test = evaluate_split(eval_fn, state, exp.dataset, "test", exp.mesh, exp.eval_batch_size)
   result = {k: v for k, v in test.items() if k not in ("eval_seconds", "examples_per_second", "num_examples")}
   result["eval_examples_per_second"] = test["examples_per_second"]
   if exp.dataset.validation is not None:
-    val = evaluate_split(eval_fn, state, exp.dataset, "validation", exp.mesh, exp.eval_batch_size, top5=top5)
+    val = evaluate_split(eval_fn, state, exp.dataset, "validation", exp.mesh, exp.eval_batch_size)
     result["validation_accuracy"] = val["test_accuracy"]
     result["validation_ensemble_accuracy"] = val["ensemble_accuracy"]
     result["validation_layer_accuracy"] = val["layer_accuracy"]
-    if top5:
+    if "top5_accuracy" in val:
       result["validation_top5_accuracy"] = val["top5_accuracy"]
   return result
+
+
+def _writer(workdir: str, primary: bool, last_saved: int | None) -> writers.MetricWriter:
+  """The metric writer (process 0), with records past the resumed checkpoint dropped."""
+  error, writer = None, None
+  try:
+    writer = writers.MetricWriter(workdir, enabled=primary, resume_step=last_saved)
+    writer.keep_up_to(last_saved)
+  except HFFError as e:
+    error = e
+  except OSError as e:
+    error = HFFError(
+      f"cannot write metrics in {workdir} ({e.strerror or e}); check the path and its permissions"
+    )
+  sharding.raise_if_any(error, "opening the metric files")
+  return writer
+
+
+def _write(writer: writers.MetricWriter, record: dict) -> None:
+  error = None
+  try:
+    writer.write(record)
+  except OSError as e:
+    error = HFFError(f"cannot append to {writer.path} ({e.strerror or e}); the last checkpoint is kept")
+  sharding.raise_if_any(error, "writing metrics")
+
+
+def _compiled_train_step(exp: Experiment, state: TrainState):
+  """The step compiled ahead of time, so that the first interval's time is training, not compilation."""
+  batch = sharding.batch_sharding(exp.mesh)
+  b = exp.config.batch_size
+  images = jax.ShapeDtypeStruct((b, *exp.dataset.image_shape), jnp.uint8, sharding=batch)
+  labels = jax.ShapeDtypeStruct((b,), jnp.int32, sharding=batch)
+  return exp.train_fn().lower(state, images, labels).compile()
 
 
 def _restore(exp: Experiment, ckpts: ckpt_lib.Checkpoints) -> tuple[TrainState, int | None, dict]:
@@ -142,18 +177,33 @@ def fit(
     ``(record, experiment, state)``: the last evaluation record, what the
     run was set up with, and the final training state.
   """
-  exp = setup(config, dataset)
+  error = None
+  try:
+    config_lib.validate_config(config)
+    ds = dataset if dataset is not None else data_lib.load_dataset(config)
+    # A resumed run normalises as it started; a new or overwritten one estimates its statistics.
+    resumable = not overwrite and workdir_lib.same_config(workdir, config)
+    saved_stats = workdir_lib.saved_pixel_stats(workdir, ds) if resumable else None
+    exp = setup(config, ds, saved_pixel_stats=saved_stats)
+  except HFFError as e:
+    error = e
+  # Every process learns whether any failed, so none is left waiting in a collective.
+  sharding.raise_if_any(error, "loading the data and building the model")
   primary = sharding.is_primary()
-  data_info = {"image_shape": list(exp.dataset.image_shape), "num_classes": exp.dataset.num_classes}
+  data_info = {
+    "image_shape": list(exp.dataset.image_shape),
+    "num_classes": exp.dataset.num_classes,
+    "pixel_mean": list(exp.pixel_stats[0]),
+    "pixel_std": list(exp.pixel_stats[1]),
+  }
   prepare_workdir(config, workdir, overwrite, data_info)
   ckpts = ckpt_lib.Checkpoints(workdir, keep=config.keep_checkpoints)
-  writer = writers.MetricWriter(workdir, enabled=primary)
   state, last_saved, meta = _restore(exp, ckpts)
   start = int(sharding.fetch(state.step))
-  writer.keep_up_to(last_saved)
+  writer = _writer(workdir, primary, last_saved)
 
   total, every, spe = exp.total_steps, exp.eval_every_steps, exp.steps_per_epoch
-  train_step, eval_fn = exp.train_fn(), exp.eval_fn()
+  train_step, eval_fn = _compiled_train_step(exp, state), exp.eval_fn()
   batches = data_lib.train_iterator(
     exp.dataset,
     exp.order,
@@ -197,13 +247,17 @@ def fit(
         if pending is not None:
           consume(*pending)
         pending = (metrics, step)
-        stop = preemption.reached(step)
+        stop = preemption.reached(step) and step < total
         if step % every == 0 or step == total:
           consume(*pending)
           pending = None
           result = _evaluation_record(exp, eval_fn, state, step, meter)
-          writer.write(result)
-          last_saved = _save(ckpts, state, step, last_saved)
+          _write(writer, result)
+          # A record off the evaluation grid (the run's last step) keeps its sums, so that a
+          # longer run continued from here averages the whole interval.
+          last_saved = _save(
+            ckpts, state, step, last_saved, {"meter": meter.to_dict()} if step % every else None
+          )
           if primary:
             bar.write(_progress_line(result, config, spe))
           meter = Meter(exp.num_outputs, config.batch_size)
@@ -263,8 +317,7 @@ def evaluate_workdir(workdir: str, data_dir: str | None = None) -> dict:
   eval_fn = exp.eval_fn()
   # Compile outside the timed pass so examples_per_second measures inference only.
   evaluate_split(eval_fn, state, exp.dataset, "test", exp.mesh, exp.eval_batch_size)
-  top5 = exp.top5
-  result = evaluate_split(eval_fn, state, exp.dataset, "test", exp.mesh, exp.eval_batch_size, top5=top5)
+  result = evaluate_split(eval_fn, state, exp.dataset, "test", exp.mesh, exp.eval_batch_size)
   return {
     "step": step,
     "epoch": step / exp.steps_per_epoch,

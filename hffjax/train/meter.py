@@ -66,7 +66,7 @@ class Meter:
     return time.perf_counter() - self.start
 
   def examples_per_second(self) -> float:
-    """Training throughput of the steps this process ran since it started the interval."""
+    """Training examples (global batches) per second since this meter started timing."""
     return (self.steps - self.steps_at_start) * self.batch_size / max(self.seconds(), 1e-9)
 
   def accuracy(self) -> float | None:

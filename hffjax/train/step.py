@@ -68,25 +68,30 @@ def make_train_step(
 
 
 def make_eval_step(graphdef: nnx.GraphDef, blocks: Sequence[int], top5: bool = False):
-  """``(params, batch_stats, images, labels, mask) -> counts [L + 2 (+ 1)]``.
+  """``(params, batch_stats, images, labels, mask) -> counts``: correct, unmasked examples.
 
-  Counts of correct, unmasked examples: one per block, then the ``last`` and
-  ``ensemble`` rules, then (``top5``) examples whose label is among the
-  ``last`` rule's five highest scores.
+  ``counts`` is a dict: ``block`` ``[L]`` (each output on its own), ``last``
+  and ``ensemble`` (the two prediction rules) and, with ``top5``, ``top5``
+  (labels among the ``last`` rule's five highest scores).
   """
   blocks = tuple(blocks)
 
   def eval_step(params, batch_stats, images, labels, mask):
     model = merge_model(graphdef, params, batch_stats)
     block_scores = model(images, train=False)
-    scores = list(block_scores) + [
-      model.predict_scores(block_scores),
-      combine_logits(block_scores, "ensemble", blocks),
-    ]
-    counts = [jnp.sum((jnp.argmax(s, -1) == labels) & mask) for s in scores]
+    last = model.predict_scores(block_scores)
+
+    def correct(scores):
+      return jnp.sum((jnp.argmax(scores, -1) == labels) & mask).astype(jnp.int32)
+
+    counts = {
+      "block": jnp.stack([correct(s) for s in block_scores]),
+      "last": correct(last),
+      "ensemble": correct(combine_logits(block_scores, "ensemble", blocks)),
+    }
     if top5:
-      _, top_B5 = jax.lax.top_k(scores[-2], 5)
-      counts.append(jnp.sum(jnp.any(top_B5 == labels[:, None], axis=-1) & mask))
-    return jnp.stack(counts).astype(jnp.int32)
+      _, top_B5 = jax.lax.top_k(last, 5)
+      counts["top5"] = jnp.sum(jnp.any(top_B5 == labels[:, None], axis=-1) & mask).astype(jnp.int32)
+    return counts
 
   return eval_step
