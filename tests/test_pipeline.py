@@ -225,3 +225,17 @@ def test_dataset_prepared_as_tfrecord_is_refused_with_the_command_to_prepare_it(
   err = capsys.readouterr().err.strip().splitlines()
   assert len(err) == 1 and "prepared as tfrecord" in err[0]
   assert f"tfds build var_tfr --data_dir {tmp_path} --file_format=array_record" in err[0]
+
+
+def test_class_subset_of_a_streamed_tfds_dataset(tmp_path):
+  build_variable_size_dataset(str(tmp_path), num_train=30, num_test=12)
+  c = _config(dataset="var_shapes", data_dir=str(tmp_path), image_size=8, classes=(2, 0))
+  full = data.load_dataset(_config(dataset="var_shapes", data_dir=str(tmp_path), image_size=8))
+  sub = data.load_dataset(c)
+  assert sub.num_classes == 2 and len(sub.train) == 20 and len(sub.test) == 8  # labels cycle 0, 1, 2
+  stored = full.train.stored_labels()
+  kept = np.flatnonzero(stored != 1)
+  for j, i in enumerate(kept):
+    image, label = sub.train.record(j)
+    np.testing.assert_array_equal(image, full.train.record(i)[0])
+    assert label == {2: 0, 0: 1}[int(stored[i])]

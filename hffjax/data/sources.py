@@ -21,6 +21,7 @@ import re
 import struct
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from hffjax.errors import HFFError
 
@@ -119,6 +120,12 @@ class RecordSource:
       return np.zeros((0, *self._image_shape), np.uint8), np.zeros(0, np.int32)
     records = [self.record(i) for i in indices]
     return np.stack([r[0] for r in records]), np.asarray([r[1] for r in records], np.int32)
+
+  def stored_labels(self) -> np.ndarray:
+    """Every record's label as stored, ``[N]``: one pass that reads (and decodes) each record once."""
+    positions = range(len(self)) if self.indices is None else self.indices
+    bar = tqdm(positions, desc="reading labels", unit="record", disable=None, leave=False)
+    return np.asarray([int(self.source[int(i)]["label"]) for i in bar], np.int32)
 
   def subset(self, indices: np.ndarray) -> RecordSource:
     base = indices if self.indices is None else self.indices[indices]
@@ -458,10 +465,10 @@ def _keep_classes(ds: Dataset, classes: tuple[int, ...]) -> Dataset:
   def keep(source):
     if source is None:
       return None
-    if not isinstance(source, ArraySource):
-      raise HFFError(
-        "config.classes needs an in-memory dataset (IDX or synthetic); streamed TFDS data is not filtered yet"
-      )
+    if isinstance(source, RecordSource):
+      idx = np.flatnonzero(lookup[source.stored_labels()] >= 0)
+      base = idx if source.indices is None else source.indices[idx]
+      return RecordSource(source.source, source.image_shape, base, lookup, source.channels)
     idx = np.flatnonzero(lookup[source.labels] >= 0)
     return ArraySource(source.images[idx], lookup[source.labels[idx]])
 
