@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
   t.add_argument("--debug", action="store_true", help="show full tracebacks")
   d = t.add_argument_group(
     "multi-process jobs",
-    "Off a cluster, start one process per host with all three; Cloud TPU pods, SLURM and Open MPI need none.",
+    "Off a cluster, start one process per host with all three. SLURM and Open MPI jobs need none; on a Cloud TPU pod slice set HFFJAX_DISTRIBUTED=1 instead.",
   )
   d.add_argument(
     "--coordinator_address", default=None, help="HOST:PORT of process 0, reachable by every process"

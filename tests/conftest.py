@@ -1,4 +1,7 @@
+import json
 import os
+import subprocess
+import sys
 
 # Keep XLA from spreading a tiny test over every core, and compile quickly.
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
@@ -16,3 +19,17 @@ def tiny_config():
   from hffjax.config import load_config
 
   return load_config(os.path.join(ROOT, "configs", "tiny.py"))
+
+
+def eval_cli(workdir, env=None) -> dict:
+  """``hffjax eval --workdir W`` in a subprocess; its JSON line."""
+  proc = subprocess.run(
+    [sys.executable, "-m", "hffjax", "eval", "--workdir", str(workdir)],
+    cwd=ROOT,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  return json.loads(proc.stdout.strip().splitlines()[-1])

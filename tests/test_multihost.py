@@ -10,7 +10,7 @@ import time
 
 import jax
 import numpy as np
-from conftest import ROOT
+from conftest import ROOT, eval_cli
 
 from hffjax.io import writers
 
@@ -57,16 +57,7 @@ def _finish(procs, timeout=300) -> list[tuple[int, str, str]]:
 
 
 def _eval(workdir) -> dict:
-  proc = subprocess.run(
-    [sys.executable, "-m", "hffjax", "eval", "--workdir", str(workdir)],
-    cwd=ROOT,
-    env=_env(1),
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
-  assert proc.returncode == 0, proc.stderr[-2000:]
-  return json.loads(proc.stdout.strip().splitlines()[-1])
+  return eval_cli(workdir, _env(1))
 
 
 def _params(workdir):

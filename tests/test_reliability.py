@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, eval_cli
 
 from hffjax.io import writers as metrics_log
 from hffjax.main import run
@@ -30,15 +30,7 @@ def _train_argv(workdir, *extra):
 
 
 def _eval(workdir) -> dict:
-  proc = subprocess.run(
-    [sys.executable, "-m", "hffjax", "eval", "--workdir", str(workdir)],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
-  assert proc.returncode == 0, proc.stderr[-2000:]
-  return json.loads(proc.stdout.strip().splitlines()[-1])
+  return eval_cli(workdir)
 
 
 def _without_wall_clock(records):
