@@ -85,8 +85,9 @@ def test_two_processes_train_like_one_process_with_as_many_devices(tmp_path):
 
   # Only process 0 printed the summary and wrote the records, once each.
   assert json.loads(out0.strip().splitlines()[-1])["step"] == 16
-  # (gloo itself prints "[Gloo] Rank i is connected ..." on every process)
-  assert [line for line in out1.splitlines() if not line.startswith("[Gloo]")] == []
+  # (gloo itself prints "[Gloo] Rank i is connected ..." on every process, unbuffered, so its
+  # lines may come out split: look for what hffjax prints instead)
+  assert "test accuracy" in out0 and "test accuracy" not in out1 and '"step"' not in out1
   records = writers.read(str(tmp_path / "two" / "metrics.jsonl"))
   assert [r["step"] for r in records] == [8, 16]
   assert len(os.listdir(tmp_path / "two" / "tensorboard")) == 1
