@@ -287,7 +287,7 @@ def _evaluation_record(exp: Experiment, eval_fn, state: TrainState, step: int, m
     **meter.summary(),
     **_evaluate_all(exp, eval_fn, state),
     "interval_seconds": seconds,
-    "train_examples_per_second": meter.examples_per_second(),
+    "train_examples_per_second": meter.examples_per_second(seconds),
     "steps_per_second": (meter.steps - meter.steps_at_start) / max(seconds, 1e-9),
     "time": time.time(),
   }

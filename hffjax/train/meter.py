@@ -65,9 +65,9 @@ class Meter:
   def seconds(self) -> float:
     return time.perf_counter() - self.start
 
-  def examples_per_second(self) -> float:
-    """Training examples (global batches) per second since this meter started timing."""
-    return (self.steps - self.steps_at_start) * self.batch_size / max(self.seconds(), 1e-9)
+  def examples_per_second(self, seconds: float) -> float:
+    """Training examples (global batches) per second over the steps timed in ``seconds``."""
+    return (self.steps - self.steps_at_start) * self.batch_size / max(seconds, 1e-9)
 
   def accuracy(self) -> float | None:
     return None if self.block_correct is None else float(self.block_correct[-1]) / max(self.seen, 1)
