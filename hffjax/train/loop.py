@@ -272,6 +272,7 @@ def fit(
           )
   finally:
     bar.close()
+    getattr(batches, "close", lambda: None)()  # stops grain's reader threads or worker processes
     writer.close()
     ckpts.close()
   if result is None:  # Already trained to the end: report the restored model.
