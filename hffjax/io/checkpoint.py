@@ -11,7 +11,6 @@ is detected, and the previous good one is used instead.
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 
 import jax
@@ -20,6 +19,7 @@ import orbax.checkpoint as ocp
 
 from hffjax import sharding
 from hffjax.errors import HFFError
+from hffjax.io import storage
 
 FORMAT_VERSION = 2  # 1: hffjax 0.1 (per-epoch meter); 2: step-based loop, per-evaluation meter
 
@@ -51,7 +51,7 @@ class Checkpoints:
   """
 
   def __init__(self, workdir: str, keep: int = 3):
-    self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+    self.directory = storage.join(workdir, "checkpoints")
     self._manager = ocp.CheckpointManager(
       self.directory,
       options=ocp.CheckpointManagerOptions(max_to_keep=max(int(keep), 1), create=True),

@@ -10,9 +10,7 @@ atomically, so each reads a whole one.)
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import shutil
 
 import ml_collections
 import numpy as np
@@ -20,20 +18,11 @@ import numpy as np
 from hffjax import config as config_lib
 from hffjax import sharding
 from hffjax.errors import HFFError
-from hffjax.io import writers
+from hffjax.io import storage, writers
 
 # Keys a resumed run may change: how long to train, and how the host reads data.
 RESUMABLE_KEYS = ("num_epochs", "num_steps", "data_workers", "data_prefetch")
 MARKER = ".hffjax_job"
-
-
-def _write_atomic(path: str, text: str) -> None:
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
 
 
 def config_changes(workdir: str, config: ml_collections.ConfigDict) -> list[str] | None:
@@ -42,12 +31,11 @@ def config_changes(workdir: str, config: ml_collections.ConfigDict) -> list[str]
   A saved config is read on top of today's defaults, so a run saved before a
   key existed compares as if it had that key's default.
   """
-  config_path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(config_path):
+  config_path = storage.join(workdir, "config.json")
+  if not storage.exists(config_path):
     return None
   try:
-    with open(config_path) as f:
-      saved = json.loads(config_lib.to_json(config_lib.from_json(f.read())))
+    saved = json.loads(config_lib.to_json(config_lib.from_json(storage.read_text(config_path))))
   except (OSError, ValueError, TypeError):
     return ["config.json (unreadable)"]
   now = json.loads(config_lib.to_json(config))
@@ -60,7 +48,7 @@ def same_config(workdir: str, config: ml_collections.ConfigDict) -> bool:
 
 
 def _prepare(config: ml_collections.ConfigDict, workdir: str, overwrite: bool, data_info: dict) -> None:
-  config_path = os.path.join(workdir, "config.json")
+  config_path = storage.join(workdir, "config.json")
   changed = config_changes(workdir, config)
   if changed is not None:
     if changed and not overwrite:
@@ -69,14 +57,11 @@ def _prepare(config: ml_collections.ConfigDict, workdir: str, overwrite: bool, d
         "use another --workdir, or --overwrite to discard that run"
       )
     if changed or overwrite:
-      shutil.rmtree(os.path.join(workdir, "checkpoints"), ignore_errors=True)
-      shutil.rmtree(os.path.join(workdir, writers.TENSORBOARD_DIR), ignore_errors=True)
-      for name in (writers.FILENAME, "config.json", "data.json"):
-        if os.path.exists(os.path.join(workdir, name)):
-          os.remove(os.path.join(workdir, name))
-  os.makedirs(workdir, exist_ok=True)
-  _write_atomic(config_path, config_lib.to_json(config))
-  _write_atomic(os.path.join(workdir, "data.json"), json.dumps(data_info))
+      for name in ("checkpoints", writers.TENSORBOARD_DIR, writers.FILENAME, "config.json", "data.json"):
+        storage.remove(storage.join(workdir, name))
+  storage.makedirs(workdir)
+  storage.write_atomic(config_path, config_lib.to_json(config))
+  storage.write_atomic(storage.join(workdir, "data.json"), json.dumps(data_info))
 
 
 def prepare_workdir(
@@ -92,7 +77,7 @@ def prepare_workdir(
     try:
       _prepare(config, workdir, overwrite, data_info or {})
       token = secrets.randbits(30) + 1  # int32: what a broadcast carries without x64
-      _write_atomic(os.path.join(workdir, MARKER), str(token))
+      storage.write_atomic(storage.join(workdir, MARKER), str(token))
     except HFFError as e:
       error = str(e)
     except OSError as e:
@@ -101,10 +86,8 @@ def prepare_workdir(
   token = int(sharding.broadcast(np.asarray(token, np.int32)))
   if not token:
     raise HFFError(error or f"process 0 refused {workdir}; see its error message")
-  marker = os.path.join(workdir, MARKER)
   try:
-    with open(marker) as f:
-      seen = int(f.read().strip() or 0)
+    seen = int(storage.read_text(storage.join(workdir, MARKER)).strip() or 0)
   except (OSError, ValueError):
     seen = -1
   missing = sharding.processes_where(seen != token)
@@ -122,12 +105,11 @@ def saved_pixel_stats(workdir: str, ds) -> tuple | None:
   over the whole (in-memory) training split, which is recomputed here so that
   such a run restores and resumes exactly.
   """
-  path = os.path.join(workdir, "data.json")
-  if not os.path.isfile(path):
+  path = storage.join(workdir, "data.json")
+  if not storage.exists(path):
     return None
   try:
-    with open(path) as f:
-      saved = json.load(f)
+    saved = json.loads(storage.read_text(path))
   except (OSError, json.JSONDecodeError) as e:
     raise HFFError(
       f"{path} is unreadable ({e}); restore it, or train with --overwrite to start over"

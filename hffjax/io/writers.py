@@ -6,9 +6,9 @@ Only process 0 writes; :class:`MetricWriter` is a no-op on the others.
 from __future__ import annotations
 
 import json
-import os
 
 from hffjax.errors import HFFError
+from hffjax.io import storage
 from hffjax.io.checkpoint import warn
 
 FILENAME = "metrics.jsonl"
@@ -27,18 +27,14 @@ WALL_CLOCK_KEYS = (
 
 def append(path: str, record: dict) -> None:
   """Appends one record with a single write, so a killed run never leaves half a line."""
-  with open(path, "a") as f:
-    f.write(json.dumps(record) + "\n")
-    f.flush()
-    os.fsync(f.fileno())
+  storage.append_line(path, json.dumps(record) + "\n")
 
 
 def read(path: str) -> list[dict]:
   """Every whole record; a trailing partial line (a run killed mid-write) is skipped with a warning."""
-  if not os.path.exists(path):
+  if not storage.exists(path):
     return []
-  with open(path) as f:
-    lines = f.read().split("\n")
+  lines = storage.read_text(path).split("\n")
   records = []
   for i, line in enumerate(lines):
     if not line.strip():
@@ -55,20 +51,14 @@ def read(path: str) -> list[dict]:
 
 def keep_up_to(path: str, step: int | None) -> None:
   """Drops records past ``step`` (work a resumed run redoes) and any partial line, atomically."""
-  if not os.path.exists(path):
+  if not storage.exists(path):
     return
-  with open(path) as f:
-    text = f.read()
+  text = storage.read_text(path)
   records = read(path)
   kept = [r for r in records if step is not None and r["step"] <= step]
   if not text or (kept == records and text.endswith("\n")):
     return
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    f.writelines(json.dumps(r) + "\n" for r in kept)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  storage.write_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 class MetricWriter:
@@ -81,17 +71,19 @@ class MetricWriter:
   def __init__(self, workdir: str, *, enabled: bool, resume_step: int | None = None):
     """``resume_step``: the step a resumed run continues from; later TensorBoard events are dropped."""
     self.enabled = enabled
-    self.path = os.path.join(workdir, FILENAME)
+    self.path = storage.join(workdir, FILENAME)
     self._tb = None
     if enabled:
       try:
         from tensorboardX import SummaryWriter  # noqa: PLC0415  (optional)
       except ImportError:
         SummaryWriter = None
-      if SummaryWriter is not None:
+      if SummaryWriter is not None and storage.is_object_store(workdir):
+        warn(f"TensorBoard files are written to filesystems only; {workdir} gets metrics.jsonl alone")
+      elif SummaryWriter is not None:
         # Events past the step training continues from belong to work it redoes: drop them.
         purge = (resume_step or 0) + 1
-        self._tb = SummaryWriter(os.path.join(workdir, TENSORBOARD_DIR), flush_secs=30, purge_step=purge)
+        self._tb = SummaryWriter(storage.join(workdir, TENSORBOARD_DIR), flush_secs=30, purge_step=purge)
 
   def keep_up_to(self, step: int | None) -> None:
     if self.enabled:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +17,7 @@ from hffjax import config as config_lib
 from hffjax import data as data_lib
 from hffjax.errors import HFFError
 from hffjax.io import checkpoint as ckpt_lib
+from hffjax.io import storage
 from hffjax.io import workdir as workdir_lib
 from hffjax.models import build_model
 from hffjax.train.optim import make_optimizer
@@ -161,23 +161,21 @@ def to_state(tree: dict) -> TrainState:
 
 def restore_experiment(workdir: str, data_dir: str | None = None) -> tuple[Experiment, TrainState, int]:
   """The experiment a workdir was trained with, and its latest checkpointed state."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
+  path = storage.join(workdir, "config.json")
+  if not storage.exists(path):
     raise HFFError(f"{workdir} has no config.json; pass the --workdir of a `hffjax train` run")
-  with open(path) as f:
-    try:
-      config = config_lib.from_json(f.read())
-    except (ValueError, TypeError) as e:
-      raise HFFError(f"{path} is not a valid saved config ({e}); re-run train") from None
+  try:
+    config = config_lib.from_json(storage.read_text(path))
+  except (ValueError, TypeError) as e:
+    raise HFFError(f"{path} is not a valid saved config ({e}); re-run train") from None
   if data_dir:
     config.data_dir = data_dir
   config_lib.validate_config(config)
   ds = data_lib.load_dataset(config)
   exp = setup(config, ds, saved_pixel_stats=workdir_lib.saved_pixel_stats(workdir, ds))
-  data_path = os.path.join(workdir, "data.json")
-  if os.path.isfile(data_path):
-    with open(data_path) as f:
-      saved = json.load(f)
+  data_path = storage.join(workdir, "data.json")
+  if storage.exists(data_path):
+    saved = json.loads(storage.read_text(data_path))
     trained_on = {k: saved.get(k) for k in ("image_shape", "num_classes")}
     now = {"image_shape": list(exp.dataset.image_shape), "num_classes": exp.dataset.num_classes}
     if trained_on != now:
