@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import socket
 import time
@@ -187,17 +188,13 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> None:
 def global_batch(mesh: Mesh, *arrays: np.ndarray) -> tuple[jax.Array, ...]:
   """Places host arrays that hold the *global* batch on the mesh, sharded on ``data``.
 
-  Each process contributes only its own slice, so this is correct on one host
-  and on many.
+  Each process contributes only its own rows (see :func:`to_global`), so this
+  is correct on one host and on many.
   """
-  sharding = batch_sharding(mesh)
   nproc, pid = jax.process_count(), jax.process_index()
-  out = []
-  for a in arrays:
-    per = a.shape[0] // nproc
-    local = a[pid * per : (pid + 1) * per]
-    out.append(jax.make_array_from_process_local_data(sharding, local, a.shape))
-  return tuple(out)
+  return to_global(
+    mesh, *(a[pid * (a.shape[0] // nproc) : (pid + 1) * (a.shape[0] // nproc)] for a in arrays)
+  )
 
 
 def to_global(mesh: Mesh, *local_arrays: np.ndarray) -> tuple[jax.Array, ...]:
@@ -219,9 +216,9 @@ def processes_where(flag: bool) -> list[int]:
 
 def device_prefetch(batches, mesh: Mesh, size: int = 2):
   """Yields ``(images, labels)`` global arrays, keeping ``size`` batches already on their way to the devices."""
-  queue = []
+  queue = collections.deque()
   for b in batches:
     queue.append(to_global(mesh, b["image"], b["label"]))
     if len(queue) > size:
-      yield queue.pop(0)
+      yield queue.popleft()
   yield from queue
