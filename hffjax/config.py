@@ -32,11 +32,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.pixel_std = ()  # from <= 10k evenly spaced training records (and keep with the run)
   c.data_workers = 0  # grain worker processes reading and decoding batches; 0 = a reader thread
   c.data_prefetch = 4  # batches read ahead on the host (per process)
+  c.data_on_device = False  # keep the whole training split on every device; batches gathered there
   c.seed = 0
   c.num_epochs = 10
   c.num_steps = 0  # > 0 overrides num_epochs
   c.eval_every_steps = 0  # 0 = at the end of every epoch
   c.batch_size = 128
+  c.steps_per_call = 1  # training steps fused into one device call (lax.scan); metrics fetched per call
   c.eval_batch_size = 1000
   c.optimizer = "adam"  # "adam" | "adamw"
   c.learning_rate = 1e-3
@@ -54,13 +56,17 @@ def base_config() -> ml_collections.ConfigDict:
   c.ff_threshold = 2.0  # method="ff": goodness threshold θ
 
   c.model = ml_collections.ConfigDict()
-  c.model.kind = "mlp"  # "mlp" | "cnn"
+  c.model.kind = "mlp"  # "mlp" | "cnn" | "resnet"
   c.model.widths = (1000, 1000, 1000)  # mlp
   c.model.channels = (64, 128, 256)  # cnn: one conv stage per block
   c.model.pool = (False, True, True)  # cnn: 2x2 max-pool before the stage
-  c.model.norm = "batch"  # cnn: "batch" | "layer" | "none"
-  c.model.readout = "gap"  # cnn: "gap" | "grid" | "flatten"
-  c.model.readout_grid = 2  # cnn, readout="grid": average-pool to grid x grid, then flatten
+  c.model.depth = 18  # resnet: 10 | 18 | 34 (BasicBlocks per stage: 1,1,1,1 | 2,2,2,2 | 3,4,6,3)
+  c.model.width = 64  # resnet: channels of the first stage (then x2, x4, x8)
+  c.model.stem = "cifar"  # resnet: "cifar" (3x3 conv) | "imagenet" (7x7/2 conv + 3x3/2 max-pool)
+  c.model.learner = "block"  # resnet: the unit of local learning, "block" (residual block) | "stage"
+  c.model.norm = "batch"  # cnn, resnet: "batch" | "layer" | "none"
+  c.model.readout = "gap"  # cnn, resnet: "gap" | "grid" | "flatten"
+  c.model.readout_grid = 2  # readout="grid": average-pool to grid x grid, then flatten
   c.model.interblock_norm = "l2"  # "l2" | "rms" | "none"
   c.model.temperature = 0.1  # τ; logits are cos/τ
   c.model.learn_temperature = False
@@ -139,7 +145,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   """Refuses values that would fail later or train something silently wrong."""
   if config.method not in METHODS:
     raise HFFError(f"unknown method {config.method!r}; use one of {METHODS}")
-  for key in ("num_epochs", "batch_size", "eval_batch_size"):
+  for key in ("num_epochs", "batch_size", "eval_batch_size", "steps_per_call"):
     if config[key] <= 0:
       raise HFFError(f"{key} must be > 0, got {config[key]}")
   if config.learning_rate <= 0:

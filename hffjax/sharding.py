@@ -171,8 +171,9 @@ def make_mesh(devices=None) -> Mesh:
   return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, P(DATA_AXIS))
+def batch_sharding(mesh: Mesh, batch_axis: int = 0) -> NamedSharding:
+  """Arrays split over the mesh's ``data`` axis along dimension ``batch_axis`` (1 for ``[K, B, …]``)."""
+  return NamedSharding(mesh, P(*(None,) * batch_axis, DATA_AXIS))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -197,13 +198,24 @@ def global_batch(mesh: Mesh, *arrays: np.ndarray) -> tuple[jax.Array, ...]:
   )
 
 
-def to_global(mesh: Mesh, *local_arrays: np.ndarray) -> tuple[jax.Array, ...]:
-  """Places each process's *local* rows of a batch on the mesh as one global array, sharded on ``data``."""
-  sharding = batch_sharding(mesh)
+def to_global(mesh: Mesh, *local_arrays: np.ndarray, batch_axis: int = 0) -> tuple[jax.Array, ...]:
+  """Places each process's *local* rows of a batch on the mesh as one global array, sharded on ``data``.
+
+  ``batch_axis`` is the dimension that holds the batch (1 for the ``[K, B, …]``
+  inputs of a K-step call).
+  """
+  sharding = batch_sharding(mesh, batch_axis)
   n = jax.process_count()
-  return tuple(
-    jax.make_array_from_process_local_data(sharding, a, (a.shape[0] * n, *a.shape[1:])) for a in local_arrays
-  )
+
+  def global_shape(a):
+    return tuple(d * n if i == batch_axis else d for i, d in enumerate(a.shape))
+
+  return tuple(jax.make_array_from_process_local_data(sharding, a, global_shape(a)) for a in local_arrays)
+
+
+def replicate(mesh: Mesh, array: np.ndarray) -> jax.Array:
+  """A host array every process holds in full, replicated on every device of the mesh."""
+  return jax.make_array_from_callback(array.shape, replicated(mesh), lambda index: array[index])
 
 
 def processes_where(flag: bool) -> list[int]:
@@ -214,11 +226,11 @@ def processes_where(flag: bool) -> list[int]:
   return [int(i) for i in np.flatnonzero(flags)]
 
 
-def device_prefetch(batches, mesh: Mesh, size: int = 2):
-  """Yields ``(images, labels)`` global arrays, keeping ``size`` batches already on their way to the devices."""
+def device_prefetch(batches, mesh: Mesh, size: int = 2, *, batch_axis: int = 0):
+  """Yields global arrays of host batches (tuples of local arrays), keeping ``size`` on their way to the devices."""
   queue = collections.deque()
   for b in batches:
-    queue.append(to_global(mesh, b["image"], b["label"]))
+    queue.append(to_global(mesh, *b, batch_axis=batch_axis))
     if len(queue) > size:
       yield queue.popleft()
   yield from queue

@@ -215,3 +215,31 @@ def test_workdir_written_by_hffjax_0_1_restores(tiny_config, tmp_path, capsys):
   # And training resumes it (the same config), rather than refusing it as another run.
   c.num_epochs = 2
   assert train.train_and_evaluate(c, str(tmp_path), progress=False)["step"] == 2 * result["step"]
+
+
+def test_call_sizes_never_cross_an_evaluation_or_checkpoint_step():
+  from hffjax.train.loop import call_sizes
+
+  assert call_sizes(0, 16, 3, (8, 0)) == [3, 3, 2, 3, 3, 2]
+  assert call_sizes(5, 16, 8, (8, 6)) == [1, 2, 4, 4]  # stops at 6, 8, 12 and 16
+  assert call_sizes(0, 16, 1, (8,)) == [1] * 16
+
+
+def test_fused_steps_per_call_equal_single_steps(tiny_config, tmp_path):
+  """K steps per call (a lax.scan), with or without the split on the device, train the same parameters.
+
+  16 steps, evaluated every 8: K = 3 also runs the short calls (3, 3, 2) that stop at evaluations.
+  """
+  c = tiny_config
+  c.augment_shift, c.augment_flip = 1, True  # keyed by the step, also inside the scan
+  prints, records = {}, {}
+  for k, on_device in ((1, False), (3, False), (8, False), (8, True), (1, True)):
+    c.steps_per_call, c.data_on_device = k, on_device
+    record, _, state = train.fit(c, str(tmp_path / f"k{k}{on_device}"), progress=False)
+    prints[k, on_device] = ckpt_lib.fingerprint(state.params)
+    records[k, on_device] = record
+  assert len(set(prints.values())) == 1, prints
+  for record in records.values():
+    assert record["step"] == 16
+    assert record["train_loss"] == pytest.approx(records[1, False]["train_loss"], rel=1e-6)
+    assert record["test_accuracy"] == records[1, False]["test_accuracy"]

@@ -8,7 +8,7 @@ import jax
 import optax
 from flax import nnx
 
-from hffjax.models import BlockStack, build_blocks
+from hffjax.models import BlockStack, build_blocks, output_shapes
 
 
 class BPNet(BlockStack):
@@ -16,7 +16,8 @@ class BPNet(BlockStack):
 
   def __init__(self, blocks: Sequence[nnx.Module], num_classes: int, *, rngs: nnx.Rngs, **stack_kwargs):
     super().__init__(blocks, stop_gradient=False, **stack_kwargs)
-    self.head = nnx.Linear(blocks[-1].readout_dim, num_classes, rngs=rngs)
+    readout_dim = output_shapes(blocks, self.input_shape, self.interblock_norm)[-1][1][-1]
+    self.head = nnx.Linear(readout_dim, num_classes, rngs=rngs)
     self.num_classes = num_classes
 
   def __call__(self, x: jax.Array, *, train: bool = False) -> list[jax.Array]:

@@ -23,7 +23,7 @@ from hffjax.models import build_model
 from hffjax.train.optim import make_optimizer
 from hffjax.train.predict import ensemble_blocks
 from hffjax.train.state import TrainState, merge_model, split_model
-from hffjax.train.step import make_eval_step, make_train_step
+from hffjax.train.step import gather_batches, make_eval_step, make_multi_step, make_train_step
 
 
 @dataclasses.dataclass(eq=False)
@@ -65,8 +65,19 @@ class Experiment:
       out_shardings=sharding.replicated(self.mesh),
     )
 
+  @property
+  def stacked(self) -> bool:
+    """Whether a training call takes ``[K, B, …]`` inputs (``steps_per_call > 1``) rather than ``[B, …]``."""
+    return self.config.steps_per_call > 1
+
   @functools.cache  # noqa: B019
-  def train_fn(self):
+  def train_fn(self, num_steps: int = 1):
+    """The jitted training call: ``num_steps`` fused steps, state donated.
+
+    Its inputs are ``(state, images, labels)``, or with ``data_on_device``
+    ``(state, indices, *self.device_split())``; batches are ``[K, B, …]`` when
+    :attr:`stacked`, else ``[B, …]`` (then ``num_steps`` must be 1).
+    """
     step = make_train_step(
       self.graphdef,
       self.optimizer,
@@ -74,8 +85,23 @@ class Experiment:
       augment_shift=self.config.augment_shift,
       seed=self.config.seed,
     )
-    rep, batch = sharding.replicated(self.mesh), sharding.batch_sharding(self.mesh)
-    return jax.jit(step, in_shardings=(rep, batch, batch), out_shardings=(rep, rep), donate_argnums=0)
+    if self.stacked:
+      step = make_multi_step(step, num_steps)
+    elif num_steps != 1:
+      raise ValueError("an unstacked training call runs one step")
+    rep, batch = sharding.replicated(self.mesh), sharding.batch_sharding(self.mesh, int(self.stacked))
+    in_shardings = (rep, batch, batch)
+    if self.config.data_on_device:
+      step, in_shardings = gather_batches(step), (rep, batch, rep, rep)
+    return jax.jit(step, in_shardings=in_shardings, out_shardings=(rep, rep), donate_argnums=0)
+
+  @functools.cache  # noqa: B019
+  def device_split(self) -> tuple[jax.Array, jax.Array]:
+    """The whole training split (images, labels), replicated on every device (``data_on_device``)."""
+    split = self.dataset.train
+    return sharding.replicate(self.mesh, split.images), sharding.replicate(
+      self.mesh, split.labels.astype("int32")
+    )
 
   def abstract_state(self):
     return ckpt_lib.abstract_like(self.initial_state.to_dict(), sharding.replicated(self.mesh))
@@ -132,6 +158,11 @@ def setup(
     len(ds.train), config.batch_size, config.seed, jax.process_index(), jax.process_count()
   )
   sharding.check_batch_size(config.batch_size, mesh)
+  if config.data_on_device and not isinstance(ds.train, data_lib.ArraySource):
+    raise HFFError(
+      f"data_on_device keeps the training split in device memory, but {config.dataset}'s is streamed "
+      "from disk; use it with in-memory datasets (IDX, synthetic) or set data_on_device=False"
+    )
   n_dev = mesh.devices.size
   eval_bs = min(config.eval_batch_size, max(len(ds.test), len(ds.validation or ())))
   eval_bs = -(-eval_bs // n_dev) * n_dev

@@ -13,6 +13,7 @@ import time
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
@@ -45,6 +46,7 @@ class PreemptionWatch:
   def __init__(self):
     self._flag = threading.Event()
     self._previous = None
+    self._calls = 0
 
   def __enter__(self):
     if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
@@ -55,9 +57,12 @@ class PreemptionWatch:
     if self._previous is not None:
       signal.signal(signal.SIGTERM, self._previous)
 
-  def reached(self, step: int) -> bool:
+  def reached(self) -> bool:
+    """Whether to stop after this training call; every process must ask after every call."""
+    self._calls += 1
     if jax.process_count() > 1:
-      return multihost_utils.reached_preemption_sync_point(step)
+      # The sync point is a call count, the same on every process whatever the steps per call.
+      return multihost_utils.reached_preemption_sync_point(self._calls)
     return self._flag.is_set()
 
 
@@ -118,13 +123,59 @@ def _write(writer: writers.MetricWriter, record: dict) -> None:
   sharding.raise_if_any(error, "writing metrics")
 
 
-def _compiled_train_step(exp: Experiment, state: TrainState):
-  """The step compiled ahead of time, so that the first interval's time is training, not compilation."""
-  batch = sharding.batch_sharding(exp.mesh)
+def call_sizes(start: int, total: int, steps_per_call: int, boundaries: tuple[int, ...]) -> list[int]:
+  """How many steps each training call runs: ``steps_per_call``, cut short at every multiple of ``boundaries``.
+
+  A call never crosses an evaluation or checkpoint step, so those happen
+  exactly where they would with one step per call.
+  """
+  sizes, step = [], start
+  every = [b for b in boundaries if b > 0]
+  while step < total:
+    end = min([total, step + steps_per_call] + [(step // b + 1) * b for b in every])
+    sizes.append(end - step)
+    step = end
+  return sizes
+
+
+def _compiled_train_calls(exp: Experiment, state: TrainState, sizes: list[int]) -> dict:
+  """Each call size compiled ahead of time, so that the first interval's time is training, not compilation."""
+  batch = sharding.batch_sharding(exp.mesh, int(exp.stacked))
   b = exp.config.batch_size
-  images = jax.ShapeDtypeStruct((b, *exp.dataset.image_shape), jnp.uint8, sharding=batch)
-  labels = jax.ShapeDtypeStruct((b,), jnp.int32, sharding=batch)
-  return exp.train_fn().lower(state, images, labels).compile()
+  compiled = {}
+  for n in sorted(set(sizes)):
+    lead = (n, b) if exp.stacked else (b,)
+    labels = jax.ShapeDtypeStruct(lead, jnp.int32, sharding=batch)
+    if exp.config.data_on_device:
+      inputs = (labels, *exp.device_split())  # indices have the labels' shape
+    else:
+      inputs = (jax.ShapeDtypeStruct((*lead, *exp.dataset.image_shape), jnp.uint8, sharding=batch), labels)
+    compiled[n] = exp.train_fn(n).lower(state, *inputs).compile()
+  return compiled
+
+
+def _group(items, sizes: list[int], stacked: bool):
+  """Groups per-step tuples of host arrays into per-call tuples: stacked ``[n, …]``, or as they are."""
+  items = iter(items)
+  for n in sizes:
+    group = [next(items) for _ in range(n)]
+    yield tuple(np.stack(parts) for parts in zip(*group, strict=True)) if stacked else group[0]
+
+
+def _train_inputs(exp: Experiment, start: int, total: int, sizes: list[int]):
+  """``(iterator of per-call device inputs, closer)`` for the calls ``sizes`` starting at step ``start``."""
+  config, batch_axis = exp.config, int(exp.stacked)
+  if config.data_on_device:
+    indices = ((exp.order.local_indices(s).astype(np.int32),) for s in range(start, total))
+    split = exp.device_split()
+    calls = sharding.device_prefetch(_group(indices, sizes, exp.stacked), exp.mesh, batch_axis=batch_axis)
+    return ((*idx, *split) for idx in calls), lambda: None
+  batches = data_lib.train_iterator(
+    exp.dataset, exp.order, start, total, workers=config.data_workers, prefetch=config.data_prefetch
+  )
+  pairs = ((b["image"], b["label"]) for b in batches)
+  calls = sharding.device_prefetch(_group(pairs, sizes, exp.stacked), exp.mesh, batch_axis=batch_axis)
+  return calls, getattr(batches, "close", lambda: None)
 
 
 def _restore(exp: Experiment, ckpts: ckpt_lib.Checkpoints) -> tuple[TrainState, int | None, dict]:
@@ -203,15 +254,9 @@ def fit(
   writer = _writer(workdir, primary, last_saved)
 
   total, every, spe = exp.total_steps, exp.eval_every_steps, exp.steps_per_epoch
-  train_step, eval_fn = _compiled_train_step(exp, state), exp.eval_fn()
-  batches = data_lib.train_iterator(
-    exp.dataset,
-    exp.order,
-    start,
-    total,
-    workers=config.data_workers,
-    prefetch=config.data_prefetch,
-  )
+  sizes = call_sizes(start, total, config.steps_per_call, (every, config.checkpoint_every_steps))
+  train_calls, eval_fn = _compiled_train_calls(exp, state, sizes), exp.eval_fn()
+  inputs, close_inputs = _train_inputs(exp, start, total, sizes)
   saved_meter = meta.get("meter", meta.get("epoch_meter")) if start % every else None
   meter = Meter(exp.num_outputs, config.batch_size, saved_meter)
   bar = tqdm(
@@ -224,10 +269,10 @@ def fit(
   )
   result, step, pending = None, start, None
 
-  def consume(metrics, at_step):
-    """Adds a step's metrics, fetched one step late so that dispatch never waits on the device."""
+  def consume(metrics, at_step, num_steps):
+    """Adds a call's metrics, fetched one call late so that dispatch never waits on the device."""
     try:
-      meter.add(sharding.fetch(metrics))
+      meter.add(sharding.fetch(metrics), num_steps)
     except NonFiniteLoss as e:
       kept = (
         f"checkpoint {last_saved} in {ckpts.directory} is kept"
@@ -235,19 +280,19 @@ def fit(
         else "no checkpoint was saved"
       )
       raise HFFError(f"{e} at step {at_step}; {kept}; lower learning_rate") from None
-    if at_step % config.log_every_steps == 0 or at_step == total:
+    if at_step % config.log_every_steps < num_steps or at_step == total:
       bar.set_postfix(epoch=(at_step - 1) // spe + 1, **meter.postfix())
 
   try:
     with PreemptionWatch() as preemption:
-      for images, labels in sharding.device_prefetch(batches, exp.mesh):
-        state, metrics = train_step(state, images, labels)
-        step += 1
-        bar.update(1)
+      for n, args in zip(sizes, inputs, strict=True):
+        state, metrics = train_calls[n](state, *args)
+        step += n
+        bar.update(n)
         if pending is not None:
           consume(*pending)
-        pending = (metrics, step)
-        stop = preemption.reached(step) and step < total
+        pending = (metrics, step, n)
+        stop = preemption.reached() and step < total
         if step % every == 0 or step == total:
           consume(*pending)
           pending = None
@@ -272,7 +317,7 @@ def fit(
           )
   finally:
     bar.close()
-    getattr(batches, "close", lambda: None)()  # stops grain's reader threads or worker processes
+    close_inputs()  # stops grain's reader threads or worker processes
     writer.close()
     ckpts.close()
   if result is None:  # Already trained to the end: report the restored model.

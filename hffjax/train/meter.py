@@ -45,8 +45,8 @@ class Meter:
   def seen(self) -> int:
     return self.steps * self.batch_size
 
-  def add(self, metrics: dict) -> None:
-    """Adds one step's host metrics.
+  def add(self, metrics: dict, num_steps: int = 1) -> None:
+    """Adds the host metrics of ``num_steps`` steps (summed over them).
 
     Raises:
       NonFiniteLoss: a block's loss is NaN or infinite.
@@ -55,7 +55,7 @@ class Meter:
     bad = np.flatnonzero(~np.isfinite(block_loss))
     if bad.size:
       raise NonFiniteLoss(int(bad[0]), float(block_loss[bad[0]]))
-    self.steps += 1
+    self.steps += num_steps
     self.loss += float(metrics["loss"])
     self.block_loss += block_loss
     if "block_correct" in metrics:

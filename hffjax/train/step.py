@@ -67,6 +67,37 @@ def make_train_step(
   return train_step
 
 
+def make_multi_step(train_step, num_steps: int):
+  """``num_steps`` fused steps per call, a ``lax.scan`` over batches already on the device.
+
+  ``(state, images_KxB…, labels_KxB) -> (state, metrics)``, the metrics summed
+  over the ``K`` steps on the device, so that the host fetches them once per
+  call. Each step inside is exactly ``train_step`` (same keys, same
+  augmentation), so ``K`` steps of one call equal ``K`` calls of one step.
+  """
+
+  def multi_step(state: TrainState, images, labels):
+    state, metrics = jax.lax.scan(
+      lambda s, batch: train_step(s, *batch), state, (images, labels), length=num_steps
+    )
+    return state, jax.tree.map(lambda m: jnp.sum(m, axis=0), metrics)
+
+  return multi_step
+
+
+def gather_batches(step_fn):
+  """A step over a training split kept on the device: ``(state, indices, split_images, split_labels)``.
+
+  The batch (or the ``K`` batches) is gathered on the device by index, so the
+  host sends only the indices of each step.
+  """
+
+  def gathered(state: TrainState, indices, split_images, split_labels):
+    return step_fn(state, jnp.take(split_images, indices, axis=0), jnp.take(split_labels, indices, axis=0))
+
+  return gathered
+
+
 def make_eval_step(graphdef: nnx.GraphDef, blocks: Sequence[int], top5: bool = False):
   """``(params, batch_stats, images, labels, mask) -> counts``: correct, unmasked examples.
 

@@ -1,4 +1,4 @@
-"""Flax NNX modules: HFF blocks, each with its own learned class prototypes.
+"""The block stack and the HFF network: blocks, each with its own learned class prototypes.
 
 A network is a stack of blocks ``f_1 … f_L``. Block ``l`` sees
 ``stop_gradient(n(a_{l-1}))`` (``n`` the inter-block normalisation), computes
@@ -13,7 +13,6 @@ dimension, ``C`` classes.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import jax
@@ -22,11 +21,9 @@ from flax import nnx
 
 from hffjax import losses
 from hffjax.errors import HFFError
+from hffjax.models.heads import PrototypeHead
 
 INTERBLOCK_NORMS = ("l2", "rms", "none")
-READOUTS = ("gap", "grid", "flatten")
-CONV_NORMS = ("batch", "layer", "none")
-PROTOTYPE_INITS = ("normal", "orthogonal")
 
 
 def interblock_normalize(a: jax.Array, kind: str) -> jax.Array:
@@ -47,140 +44,35 @@ def interblock_normalize(a: jax.Array, kind: str) -> jax.Array:
   return unit.reshape(a.shape)
 
 
-class PrototypeHead(nnx.Module):
-  """``C`` learned prototypes and a temperature: cosine logits of a read-out."""
+def output_shapes(
+  blocks: Sequence[nnx.Module], input_shape: tuple[int, ...], interblock_norm: str = "none"
+) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+  """``(activity shape, read-out shape)`` of every block for one example, from ``jax.eval_shape``.
 
-  def __init__(
-    self,
-    dim: int,
-    num_classes: int,
-    *,
-    temperature: float,
-    learn_temperature: bool,
-    init: str,
-    rngs: nnx.Rngs,
-  ):
-    if temperature <= 0:
-      raise HFFError(f"model.temperature must be > 0, got {temperature}; try 0.1")
-    if init == "orthogonal":
-      initializer = jax.nn.initializers.orthogonal()
-    elif init == "normal":
-      initializer = jax.nn.initializers.normal(stddev=1.0)
-    else:
-      raise HFFError(f"unknown model.prototype_init {init!r}; use one of {PROTOTYPE_INITS}")
-    self.prototypes = nnx.Param(initializer(rngs.params(), (num_classes, dim), jnp.float32))
-    log_scale = -math.log(temperature)
-    # A learnable temperature lives in the block's parameters; a fixed one is a Python constant.
-    self.log_scale = nnx.Param(jnp.asarray(log_scale, jnp.float32)) if learn_temperature else log_scale
+  Nothing is computed; this is how a net learns its read-out sizes (so no
+  block has to declare one) and refuses inputs its pooling and strides would
+  shrink to nothing.
+  """
+  graphdef, state = nnx.split(nnx.List(list(blocks)))
 
-  @property
-  def scale(self) -> jax.Array:
-    log_scale = self.log_scale[...] if isinstance(self.log_scale, nnx.Variable) else self.log_scale
-    return jnp.exp(log_scale)
+  def run(state, x):
+    h, out = x, []
+    for i, block in enumerate(nnx.merge(graphdef, state)):
+      if i > 0:
+        h = interblock_normalize(h, interblock_norm)
+      h, r = block(h, train=False)
+      out.append((h, r))
+    return out
 
-  def unit_prototypes(self) -> jax.Array:
-    """The prototypes projected onto the unit sphere, ``[C, D]``."""
-    return losses.l2_normalize(self.prototypes[...])
-
-  def __call__(self, readout_BxD: jax.Array) -> jax.Array:
-    return losses.cosine_logits(readout_BxD, self.prototypes[...], self.scale)
-
-
-class DenseBlock(nnx.Module):
-  """Linear + ReLU; the read-out is the activity itself."""
-
-  def __init__(self, in_dim: int, width: int, *, dtype, rngs: nnx.Rngs):
-    self.linear = nnx.Linear(in_dim, width, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
-    self.out_dim = width
-    self.readout_dim = width
-
-  def __call__(self, x_BxD: jax.Array, *, train: bool) -> tuple[jax.Array, jax.Array]:
-    del train
-    a = jax.nn.relu(self.linear(x_BxD.reshape(x_BxD.shape[0], -1)))
-    return a, a
-
-
-def _adaptive_avg_pool(x_BxHxWxK: jax.Array, grid: int) -> jax.Array:
-  """Averages over a ``grid × grid`` partition of space (bins may overlap by one)."""
-  _, h, w, _ = x_BxHxWxK.shape
-  rows = []
-  for i in range(grid):
-    r0, r1 = (i * h) // grid, -(-((i + 1) * h) // grid)
-    cols = []
-    for j in range(grid):
-      c0, c1 = (j * w) // grid, -(-((j + 1) * w) // grid)
-      cols.append(jnp.mean(x_BxHxWxK[:, r0:r1, c0:c1, :], axis=(1, 2)))
-    rows.append(jnp.stack(cols, axis=1))
-  return jnp.stack(rows, axis=1)  # [B, grid, grid, K]
-
-
-class ConvBlock(nnx.Module):
-  """[2×2 max-pool] → 3×3 conv → norm → ReLU, with a pooled read-out."""
-
-  def __init__(
-    self,
-    in_shape: tuple[int, int, int],
-    channels: int,
-    *,
-    pool: bool,
-    norm: str,
-    readout: str,
-    readout_grid: int,
-    dtype,
-    rngs: nnx.Rngs,
-  ):
-    h, w, k = in_shape
-    if pool:
-      h, w = h // 2, w // 2
-    if h < 1 or w < 1:
-      raise HFFError(f"input {in_shape} is too small for another 2x2 pool; drop a pool in model.pool")
-    self.pool = pool
-    self.conv = nnx.Conv(
-      k,
-      channels,
-      (3, 3),
-      padding="SAME",
-      dtype=dtype,
-      param_dtype=jnp.float32,
-      use_bias=norm == "none",
-      rngs=rngs,
-    )
-    if norm == "batch":
-      self.norm = nnx.BatchNorm(channels, momentum=0.9, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
-    elif norm == "layer":
-      self.norm = nnx.LayerNorm(channels, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
-    elif norm == "none":
-      self.norm = None
-    else:
-      raise HFFError(f"unknown model.norm {norm!r}; use one of {CONV_NORMS}")
-    if readout not in READOUTS:
-      raise HFFError(f"unknown model.readout {readout!r}; use one of {READOUTS}")
-    self.readout = readout
-    self.readout_grid = readout_grid
-    self.out_shape = (h, w, channels)
-    self.readout_dim = {
-      "gap": channels,
-      "grid": channels * readout_grid * readout_grid,
-      "flatten": h * w * channels,
-    }[readout]
-
-  def __call__(self, x_BxHxWxK: jax.Array, *, train: bool) -> tuple[jax.Array, jax.Array]:
-    x = x_BxHxWxK
-    if self.pool:
-      x = nnx.max_pool(x, (2, 2), strides=(2, 2))
-    a = self.conv(x)
-    if isinstance(self.norm, nnx.BatchNorm):
-      a = self.norm(a, use_running_average=not train)
-    elif self.norm is not None:
-      a = self.norm(a)
-    a = jax.nn.relu(a)
-    if self.readout == "gap":
-      r = jnp.mean(a, axis=(1, 2))
-    elif self.readout == "grid":
-      r = _adaptive_avg_pool(a, self.readout_grid).reshape(a.shape[0], -1)
-    else:
-      r = a.reshape(a.shape[0], -1)
-    return a, r
+  probe = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+  shapes = [(tuple(a.shape[1:]), tuple(r.shape[1:])) for a, r in jax.eval_shape(run, state, probe)]
+  for i, (a, r) in enumerate(shapes):
+    if 0 in a or 0 in r:
+      raise HFFError(
+        f"block {i} of the model maps input {tuple(input_shape)} to an empty activity {a}; the "
+        "images are too small for its pooling or strides (use larger images or fewer pools)"
+      )
+  return shapes
 
 
 def _channel_stats(value, channels: int, name: str) -> tuple[float, ...]:
@@ -295,14 +187,14 @@ class HFFNet(BlockStack):
     self.heads = nnx.List(
       [
         PrototypeHead(
-          b.readout_dim,
+          readout[-1],
           num_classes,
           temperature=temperature,
           learn_temperature=learn_temperature,
           init=prototype_init,
           rngs=rngs,
         )
-        for b in blocks
+        for _, readout in output_shapes(blocks, input_shape, interblock_norm)
       ]
     )
     weights = tuple(float(w) for w in loss_weights) or (1.0,) * len(blocks)
@@ -343,77 +235,3 @@ class HFFNet(BlockStack):
       ]
     )
     return jnp.dot(jnp.asarray(self.loss_weights, jnp.float32), block_loss), block_loss, block_logits
-
-
-def build_blocks(model_config, *, input_shape: tuple[int, int, int], rngs: nnx.Rngs) -> list[nnx.Module]:
-  """The blocks a config's ``model`` section describes (shared by HFF and the baselines)."""
-  cfg = model_config
-  dtype = jnp.dtype(cfg.dtype)
-  if cfg.kind == "mlp":
-    if not cfg.widths:
-      raise HFFError("model.widths is empty; give at least one layer width, e.g. (1000, 1000, 1000)")
-    blocks, in_dim = [], math.prod(input_shape)
-    for width in cfg.widths:
-      blocks.append(DenseBlock(in_dim, int(width), dtype=dtype, rngs=rngs))
-      in_dim = int(width)
-    return blocks
-  if cfg.kind == "cnn":
-    if not cfg.channels:
-      raise HFFError("model.channels is empty; give at least one stage, e.g. (64, 128, 256)")
-    pools = tuple(cfg.pool) if cfg.pool else (False,) * len(cfg.channels)
-    if len(pools) != len(cfg.channels):
-      raise HFFError(
-        f"model.pool has {len(pools)} entries but model.channels has {len(cfg.channels)}; "
-        "give one True/False per stage"
-      )
-    blocks, shape = [], tuple(input_shape)
-    for channels, pool in zip(cfg.channels, pools, strict=True):
-      block = ConvBlock(
-        shape,
-        int(channels),
-        pool=bool(pool),
-        norm=cfg.norm,
-        readout=cfg.readout,
-        readout_grid=int(cfg.readout_grid),
-        dtype=dtype,
-        rngs=rngs,
-      )
-      blocks.append(block)
-      shape = block.out_shape
-    return blocks
-  raise HFFError(f"unknown model.kind {cfg.kind!r}; use 'mlp' or 'cnn'")
-
-
-def build_model(
-  model_config,
-  *,
-  input_shape: tuple[int, int, int],
-  num_classes: int,
-  seed: int,
-  pixel_mean: float = 0.0,
-  pixel_std: float = 1.0,
-  margin: float = 0.0,
-  loss_weights: Sequence[float] = (),
-) -> HFFNet:
-  """Builds the HFF network a config's ``model`` section describes.
-
-  ``pixel_mean``/``pixel_std`` (of pixel values scaled to ``[0, 1]``; one
-  value, or one per channel) are the dataset statistics the model uses to
-  normalise raw images.
-  """
-  cfg = model_config
-  rngs = nnx.Rngs(params=seed)
-  return HFFNet(
-    build_blocks(cfg, input_shape=input_shape, rngs=rngs),
-    num_classes,
-    input_shape=tuple(input_shape),
-    temperature=cfg.temperature,
-    learn_temperature=cfg.learn_temperature,
-    prototype_init=cfg.prototype_init,
-    interblock_norm=cfg.interblock_norm,
-    margin=margin,
-    loss_weights=loss_weights,
-    pixel_mean=pixel_mean,
-    pixel_std=pixel_std,
-    rngs=rngs,
-  )

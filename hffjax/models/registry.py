@@ -1,0 +1,83 @@
+"""``model.kind`` → the function that builds its blocks, and the block contract.
+
+The block contract (what :class:`~hffjax.models.HFFNet` and the baselines
+need of a block):
+
+* an ``nnx.Module`` whose ``__call__(x, *, train)`` returns
+  ``(activity, readout)``: ``activity`` is what the next block sees (after the
+  inter-block normalisation and ``stop_gradient``), ``readout`` a ``[B, D]``
+  vector the block's prototype head classifies;
+* ``train=True`` is a training step: batch statistics are used and their
+  running averages updated (``nnx.BatchStat``); ``train=False`` is inference;
+* nothing else: the read-out size ``D`` is found with ``jax.eval_shape``
+  (:func:`~hffjax.models.stack.output_shapes`), so a block does not declare it.
+
+A block may be a whole group of layers (a ResNet stage): the block is the
+unit of local learning, the "learner".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from flax import nnx
+
+from hffjax.errors import HFFError
+from hffjax.models.cnn import build_cnn
+from hffjax.models.mlp import build_mlp
+from hffjax.models.resnet import build_resnet
+from hffjax.models.stack import HFFNet
+
+BlockBuilder = Callable[..., list[nnx.Module]]
+
+#: ``model.kind`` → ``builder(model_config, *, input_shape, rngs) -> [block, ...]``.
+BUILDERS: dict[str, BlockBuilder] = {"mlp": build_mlp, "cnn": build_cnn, "resnet": build_resnet}
+DTYPES = ("float32", "bfloat16")
+
+
+def build_blocks(model_config, *, input_shape: tuple[int, int, int], rngs: nnx.Rngs) -> list[nnx.Module]:
+  """The blocks a config's ``model`` section describes (shared by HFF and the baselines)."""
+  builder = BUILDERS.get(model_config.kind)
+  if builder is None:
+    raise HFFError(f"unknown model.kind {model_config.kind!r}; use one of {tuple(BUILDERS)}")
+  if model_config.dtype not in DTYPES:
+    raise HFFError(f"unknown model.dtype {model_config.dtype!r}; use one of {DTYPES}")
+  return builder(model_config, input_shape=tuple(input_shape), rngs=rngs)
+
+
+def build_model(
+  model_config,
+  *,
+  input_shape: tuple[int, int, int],
+  num_classes: int,
+  seed: int,
+  pixel_mean: float | Sequence[float] = 0.0,
+  pixel_std: float | Sequence[float] = 1.0,
+  margin: float = 0.0,
+  loss_weights: Sequence[float] = (),
+) -> HFFNet:
+  """Builds the HFF network a config's ``model`` section describes.
+
+  ``pixel_mean``/``pixel_std`` (of pixel values scaled to ``[0, 1]``; one
+  value, or one per channel) are the dataset statistics the model uses to
+  normalise raw images.
+  """
+  cfg = model_config
+  rngs = nnx.Rngs(params=seed)
+  return HFFNet(
+    build_blocks(cfg, input_shape=input_shape, rngs=rngs),
+    num_classes,
+    input_shape=tuple(input_shape),
+    temperature=cfg.temperature,
+    learn_temperature=cfg.learn_temperature,
+    prototype_init=cfg.prototype_init,
+    interblock_norm=cfg.interblock_norm,
+    margin=margin,
+    loss_weights=loss_weights,
+    pixel_mean=pixel_mean,
+    pixel_std=pixel_std,
+    rngs=rngs,
+  )
+
+
+__all__ = ["BUILDERS", "DTYPES", "build_blocks", "build_model"]

@@ -1,0 +1,117 @@
+"""ResNet-style HFF: learners, locality through the real jitted step, and the convolutions it skips."""
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from hffjax import sharding, train
+from hffjax.config import base_config
+from hffjax.data import make_synthetic
+from hffjax.errors import HFFError
+from hffjax.models import build_model
+
+DS = make_synthetic(num_train=16, num_test=8, image_shape=(8, 8, 3), num_classes=5, seed=0)
+
+
+def _config(learner="block", depth=10, method="hff"):
+  c = base_config()
+  c.method, c.batch_size, c.eval_batch_size = method, 8, 8
+  c.model.kind, c.model.depth, c.model.width, c.model.learner = "resnet", depth, 4, learner
+  c.model.readout, c.model.interblock_norm = "grid", "rms"
+  return c
+
+
+@pytest.mark.parametrize(
+  "learner,depth,stem,num_learners",
+  [
+    ("block", 10, "cifar", 4),
+    ("block", 18, "cifar", 8),
+    ("stage", 18, "cifar", 4),
+    ("stage", 34, "imagenet", 4),
+  ],
+)
+def test_learners_and_readout_sizes(learner, depth, stem, num_learners):
+  c = _config(learner, depth).model
+  c.stem, c.readout = stem, "gap"
+  model = build_model(c, input_shape=(16, 16, 3), num_classes=7, seed=0)
+  assert model.num_blocks == num_learners
+  # GAP read-outs have one value per channel; the last learner is the last stage (width x 8).
+  assert model.heads[-1].prototypes.shape == (7, 32)
+  assert model.heads[0].prototypes.shape == (7, 4)
+  assert [s.shape for s in model(jnp.zeros((2, 16, 16, 3)))] == [(2, 7)] * num_learners
+
+
+def test_bad_resnet_options_are_refused():
+  for key, value, match in (
+    ("depth", 50, "model.depth"),
+    ("learner", "layer", "model.learner"),
+    ("stem", "vit", "model.stem"),
+    ("width", 0, "model.width"),
+  ):
+    c = _config().model
+    c[key] = value
+    with pytest.raises(HFFError, match=match):
+      build_model(c, input_shape=(32, 32, 3), num_classes=5, seed=0)
+  # Read-out sizes come from jax.eval_shape, which also finds pooling that leaves nothing.
+  c = _config().model
+  c.kind, c.channels, c.pool = "cnn", (4, 4, 4), (False, True, True)
+  with pytest.raises(HFFError, match="too small"):
+    build_model(c, input_shape=(2, 2, 3), num_classes=5, seed=0)
+
+
+@pytest.mark.parametrize("learner,k", [("block", 0), ("block", 5), ("stage", 2)])
+def test_only_the_weighted_learner_changes_in_a_real_step(learner, k):
+  """With λ = one-hot(k), one real jitted step (Adam, BatchNorm in train mode) moves learner k only.
+
+  Adam turns an exactly-zero gradient into an exactly-zero update, so every
+  other learner's parameters and prototypes stay bit-identical: no loss
+  reaches a learner other than its own.
+  """
+  num_learners = {"block": 8, "stage": 4}[learner]
+  images, labels = DS.train_images[:8], DS.train_labels[:8]
+  c = _config(learner, depth=18)
+  c.loss_weights = tuple(float(i == k) for i in range(num_learners))
+  exp = train.setup(c, dataset=DS)
+  before = jax.device_get(exp.initial_state.params)
+  x, y = sharding.global_batch(exp.mesh, images, labels)
+  state, _ = exp.train_fn()(exp.initial_state, x, y)
+  after = jax.device_get(state.params)
+  for j in range(num_learners):
+    own = zip(
+      jax.tree.leaves((before["blocks"][j], before["heads"][j])),
+      jax.tree.leaves((after["blocks"][j], after["heads"][j])),
+      strict=True,
+    )
+    changed = [not np.array_equal(a, b) for a, b in own]
+    if j == k:
+      # (Not all of them: the residual branch's last norm starts at zero scale, so its convolutions
+      # get zero gradient on the first step.)
+      assert any(changed), f"learner {k}: its parameters did not move with its own loss"
+    else:
+      assert not any(changed), f"learner {j} moved with learner {k}'s loss"
+
+
+def _compiled_convolutions(method: str, learner: str) -> int:
+  exp = train.setup(_config(learner, method=method), dataset=DS)
+  x, y = sharding.global_batch(exp.mesh, DS.train_images[:8], DS.train_labels[:8])
+  hlo = exp.train_fn().lower(exp.initial_state, x, y).compile().as_text()
+  return len(re.findall(r"= \S+ convolution\(", hlo))
+
+
+def test_hff_resnet_step_skips_input_gradients_at_learner_boundaries():
+  """ResNet-10: 12 convolutions forward (stem, 4 blocks x 2, 3 projections), 12 weight gradients.
+
+  Input gradients: backprop needs one for every convolution but the stem (11).
+  HFF with a block per learner needs only those inside a learner: conv2's
+  (for conv1's weights) in each block, and conv1's in the first learner (for
+  the stem's) — 5; the 6 at the boundaries (conv1 and the projection of blocks
+  2-4) are never computed. With a stage per learner the same holds, as each
+  stage of ResNet-10 is one block.
+  """
+  bp = _compiled_convolutions("bp", "block")
+  assert bp == 12 + 12 + 11
+  assert _compiled_convolutions("hff", "block") == bp - 6
+  assert _compiled_convolutions("hff", "stage") == bp - 6
