@@ -50,6 +50,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.loss_weights = ()  # λ_l per block; empty = all ones
   c.margin = 0.0  # additive cosine margin on the target class
   c.ensemble_blocks = ()  # blocks summed by the "ensemble" rule; empty = all
+  c.init_from = ""  # a workdir or Orbax checkpoint whose matching parameters start this run
+  c.freeze = ()  # learner (block) indices whose parameters stay fixed, e.g. (0, 1, 2)
   c.checkpoint_every_steps = 0  # 0 = save at each evaluation only
   c.keep_checkpoints = 3
   c.log_every_steps = 50
@@ -171,6 +173,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise HFFError(f"classes must be integer labels, e.g. (5, 6, 7, 8, 9); got {config.classes}")
   if config.augment_shift < 0:
     raise HFFError(f"augment_shift must be >= 0, got {config.augment_shift}")
+  if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in config.freeze):
+    raise HFFError(f"freeze must be learner indices >= 0, e.g. (0, 1); got {config.freeze}")
+  if config.freeze and not config.init_from:
+    raise HFFError(
+      "freeze keeps learners at their initial values; set init_from to the run to load them from"
+    )
   if config.margin < 0:
     raise HFFError(f"margin must be >= 0, got {config.margin}")
 

@@ -35,7 +35,9 @@ class BPNet(BlockStack):
     return loss, loss[None], [logits]
 
 
-def build_bp_model(model_config, *, input_shape, num_classes, seed, pixel_mean=0.0, pixel_std=1.0) -> BPNet:
+def build_bp_model(
+  model_config, *, input_shape, num_classes, seed, pixel_mean=0.0, pixel_std=1.0, frozen=()
+) -> BPNet:
   rngs = nnx.Rngs(params=seed)
   return BPNet(
     build_blocks(model_config, input_shape=input_shape, rngs=rngs),
@@ -44,5 +46,6 @@ def build_bp_model(model_config, *, input_shape, num_classes, seed, pixel_mean=0
     interblock_norm=model_config.interblock_norm,
     pixel_mean=pixel_mean,
     pixel_std=pixel_std,
+    frozen=frozen,
     rngs=rngs,
   )

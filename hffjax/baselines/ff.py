@@ -100,7 +100,7 @@ class FFNet(BlockStack):
 
 
 def build_ff_model(
-  model_config, *, input_shape, num_classes, seed, pixel_mean=0.0, pixel_std=1.0, threshold=2.0
+  model_config, *, input_shape, num_classes, seed, pixel_mean=0.0, pixel_std=1.0, frozen=(), threshold=2.0
 ) -> FFNet:
   rngs = nnx.Rngs(params=seed)
   return FFNet(
@@ -111,4 +111,5 @@ def build_ff_model(
     interblock_norm=model_config.interblock_norm,
     pixel_mean=pixel_mean,
     pixel_std=pixel_std,
+    frozen=frozen,
   )

@@ -55,6 +55,7 @@ def build_model(
   pixel_std: float | Sequence[float] = 1.0,
   margin: float = 0.0,
   loss_weights: Sequence[float] = (),
+  frozen: Sequence[int] = (),
 ) -> HFFNet:
   """Builds the HFF network a config's ``model`` section describes.
 
@@ -76,6 +77,7 @@ def build_model(
     loss_weights=loss_weights,
     pixel_mean=pixel_mean,
     pixel_std=pixel_std,
+    frozen=frozen,
     rngs=rngs,
   )
 

@@ -88,7 +88,9 @@ class BlockStack(nnx.Module):
   """Blocks run in sequence, with the inter-block normalisation between them.
 
   ``stop_gradient=True`` (local learning) cuts the gradient at every block's
-  input; ``False`` gives the same blocks trained end to end.
+  input; ``False`` gives the same blocks trained end to end. Blocks listed in
+  ``frozen`` run in inference mode even in a training step (their
+  parameters are kept fixed by the optimizer; see ``config.freeze``).
   """
 
   def __init__(
@@ -100,6 +102,7 @@ class BlockStack(nnx.Module):
     stop_gradient: bool = True,
     pixel_mean: float | Sequence[float] = 0.0,
     pixel_std: float | Sequence[float] = 1.0,
+    frozen: Sequence[int] = (),
   ):
     if interblock_norm not in INTERBLOCK_NORMS:
       raise HFFError(f"unknown model.interblock_norm {interblock_norm!r}; use one of {INTERBLOCK_NORMS}")
@@ -110,6 +113,13 @@ class BlockStack(nnx.Module):
     # One value, or one per channel; kept as Python floats (static, part of the model's definition).
     self.pixel_mean = _channel_stats(pixel_mean, self.input_shape[-1], "pixel_mean")
     self.pixel_std = _channel_stats(pixel_std, self.input_shape[-1], "pixel_std")
+    bad = [i for i in frozen if not 0 <= int(i) < len(self.blocks)]
+    if bad:
+      raise HFFError(
+        f"freeze names learners {bad} but the model has {len(self.blocks)} (0..{len(self.blocks) - 1})"
+      )
+    # Frozen learners always run as at inference: their batch statistics are the loaded running averages.
+    self.frozen = tuple(sorted({int(i) for i in frozen}))
 
   @property
   def num_blocks(self) -> int:
@@ -148,7 +158,7 @@ class BlockStack(nnx.Module):
         h = interblock_normalize(h, self.interblock_norm)
       if self.stop_gradient:
         h = jax.lax.stop_gradient(h)
-      h, r = block(h, train=train)
+      h, r = block(h, train=train and i not in self.frozen)
       outs.append((h, r))
     return outs
 
@@ -174,6 +184,7 @@ class HFFNet(BlockStack):
     loss_weights: Sequence[float] = (),
     pixel_mean: float | Sequence[float] = 0.0,
     pixel_std: float | Sequence[float] = 1.0,
+    frozen: Sequence[int] = (),
     rngs: nnx.Rngs,
   ):
     super().__init__(
@@ -183,6 +194,7 @@ class HFFNet(BlockStack):
       stop_gradient=True,
       pixel_mean=pixel_mean,
       pixel_std=pixel_std,
+      frozen=frozen,
     )
     self.heads = nnx.List(
       [

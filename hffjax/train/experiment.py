@@ -20,6 +20,7 @@ from hffjax.io import checkpoint as ckpt_lib
 from hffjax.io import storage
 from hffjax.io import workdir as workdir_lib
 from hffjax.models import build_model
+from hffjax.models.pretrained import load_pretrained
 from hffjax.train.optim import make_optimizer
 from hffjax.train.predict import ensemble_blocks
 from hffjax.train.state import TrainState, merge_model, split_model
@@ -109,6 +110,19 @@ class Experiment:
   def model(self, state: TrainState) -> nnx.Module:
     return merge_model(self.graphdef, *sharding.fetch((state.params, state.batch_stats)))
 
+  @property
+  def num_learners(self) -> int:
+    return len(self.initial_state.params["blocks"])
+
+  def pretrained_state(self) -> tuple[TrainState, str]:
+    """The initial state with ``config.init_from``'s matching arrays loaded, and the one-line report."""
+    params, stats = sharding.fetch((self.initial_state.params, self.initial_state.batch_stats))
+    params, stats, report = load_pretrained(self.config.init_from, params, stats)
+    state = TrainState(
+      step=jnp.zeros((), jnp.int32), params=params, batch_stats=stats, opt_state=self.optimizer.init(params)
+    )
+    return jax.device_put(state, sharding.replicated(self.mesh)), report.line()
+
 
 def pixel_stats_for(config: ml_collections.ConfigDict, ds: data_lib.Dataset, saved=None) -> tuple:
   """``(mean, std)`` to normalise with: the config's, else a run's saved ones, else estimated from ``ds``."""
@@ -128,6 +142,7 @@ def build_network(config: ml_collections.ConfigDict, ds: data_lib.Dataset, pixel
     seed=config.seed,
     pixel_mean=pixel_mean,
     pixel_std=pixel_std,
+    frozen=tuple(config.freeze),
   )
   if config.method == "bp":
     return baselines.build_bp_model(config.model, **common)

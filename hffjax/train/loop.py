@@ -25,6 +25,7 @@ from hffjax.io import checkpoint as ckpt_lib
 from hffjax.io import workdir as workdir_lib
 from hffjax.io import writers
 from hffjax.io.workdir import prepare_workdir
+from hffjax.models.pretrained import learner_fingerprints
 from hffjax.train.evaluate import evaluate_split
 from hffjax.train.experiment import Experiment, restore_experiment, setup, to_state
 from hffjax.train.meter import Meter, NonFiniteLoss
@@ -250,6 +251,15 @@ def fit(
   prepare_workdir(config, workdir, overwrite, data_info)
   ckpts = ckpt_lib.Checkpoints(workdir, keep=config.keep_checkpoints)
   state, last_saved, meta = _restore(exp, ckpts)
+  if last_saved is None and config.init_from:
+    error = None
+    try:
+      state, report = exp.pretrained_state()
+    except HFFError as e:
+      error = e
+    sharding.raise_if_any(error, "loading init_from")
+    if primary:
+      print(report, flush=True)
   start = int(sharding.fetch(state.step))
   writer = _writer(workdir, primary, last_saved)
 
@@ -369,4 +379,5 @@ def evaluate_workdir(workdir: str, data_dir: str | None = None) -> dict:
     "epoch": step / exp.steps_per_epoch,
     **result,
     "params_fingerprint": ckpt_lib.fingerprint(state.params),
+    "learner_fingerprints": learner_fingerprints(sharding.fetch(state.params), exp.num_learners),
   }

@@ -1,4 +1,4 @@
-"""The optimizer a config names: Adam or AdamW with an optional schedule."""
+"""The optimizer a config names: Adam or AdamW with an optional schedule, and frozen learners."""
 
 from __future__ import annotations
 
@@ -6,9 +6,30 @@ import jax
 import ml_collections
 import optax
 
+from hffjax.models.pretrained import learner_of
+
 
 def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
-  """Adam or AdamW, with an optional warm-up and cosine decay to zero."""
+  """Adam or AdamW, with an optional warm-up and cosine decay to zero; ``config.freeze`` learners fixed.
+
+  Frozen learners' parameters go through ``optax.set_to_zero`` in a
+  ``multi_transform``: their updates are zero and the optimizer keeps no
+  state for them (their gradients are then dead code the compiler drops).
+  """
+  tx = _base_optimizer(config, total_steps)
+  if not config.freeze:
+    return tx
+  frozen = {int(i) for i in config.freeze}
+
+  def labels(params):
+    return jax.tree_util.tree_map_with_path(
+      lambda path, _: "frozen" if learner_of(path) in frozen else "trained", params
+    )
+
+  return optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
+
+
+def _base_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
   lr = config.learning_rate
   if config.lr_schedule == "cosine":
     warmup = min(config.warmup_steps, max(total_steps - 1, 0))

@@ -1,0 +1,152 @@
+"""Transfer learning: start a run from another run's parameters, and freeze learners.
+
+:func:`load_pretrained` copies every array of a source checkpoint whose path
+and shape match the new model's. Prototype heads (and a backprop run's linear
+head) whose class count differs are re-initialised, as are heads the source
+does not have (a backprop backbone has no prototypes); any other mismatch is
+an error, never a silent skip. The report says what was loaded and what was
+not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from hffjax.errors import HFFError
+from hffjax.io import storage
+from hffjax.io.checkpoint import fingerprint
+
+HEAD_KEYS = ("heads", "head")  # prototype heads (HFF) and the linear head (backprop)
+
+
+def _flat(tree) -> dict[tuple[str, ...], object]:
+  """``{("blocks", "0", "linear", "kernel"): leaf}``: paths as strings (Orbax restores int keys as strings)."""
+  out = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    out[tuple(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)] = leaf
+  return out
+
+
+def _unflat_like(tree, values: dict):
+  paths, treedef = jax.tree_util.tree_flatten_with_path(tree)
+  keys = [tuple(str(getattr(k, "key", getattr(k, "idx", k))) for k in p) for p, _ in paths]
+  return jax.tree_util.tree_unflatten(treedef, [values[k] for k in keys])
+
+
+def read_checkpoint(path: str) -> tuple[dict, dict, str]:
+  """``(params, batch_stats, description)`` of a workdir's latest checkpoint or an Orbax checkpoint folder."""
+  try:
+    if storage.exists(storage.join(path, "checkpoints")):
+      manager = ocp.CheckpointManager(
+        storage.join(path, "checkpoints"),
+        item_handlers={"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()},
+      )
+      step = manager.latest_step()
+      if step is None:
+        raise HFFError(f"init_from {path} has no checkpoint yet; train it first")
+      tree = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+      manager.close()
+      where = f"{path} (step {step})"
+    elif storage.exists(storage.join(path, "state")):  # one step of a workdir's checkpoints
+      tree = ocp.StandardCheckpointer().restore(storage.join(path, "state"))
+      where = path
+    elif storage.exists(path):
+      tree = ocp.StandardCheckpointer().restore(path)
+      where = path
+    else:
+      raise HFFError(f"init_from {path} does not exist; give a workdir or an Orbax checkpoint folder")
+  except HFFError:
+    raise
+  except Exception as e:  # Orbax and TensorStore raise many types for what is not a checkpoint.
+    reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+    raise HFFError(
+      f"init_from {path} is not a readable checkpoint ({reason}); give a workdir or an Orbax folder"
+    ) from None
+  if not isinstance(tree, dict):
+    raise HFFError(f"init_from {path} holds a {type(tree).__name__}, not a tree of parameters")
+  if "params" in tree:
+    return tree["params"], tree.get("batch_stats") or {}, where
+  return tree, {}, where
+
+
+@dataclasses.dataclass
+class LoadReport:
+  source: str
+  loaded: int = 0
+  total: int = 0
+  reinitialised: list[str] = dataclasses.field(default_factory=list)
+  unused: list[str] = dataclasses.field(default_factory=list)
+
+  def line(self) -> str:
+    parts = [f"init_from {self.source}: loaded {self.loaded} of {self.total} arrays"]
+    if self.reinitialised:
+      parts.append(f"re-initialised {', '.join(self.reinitialised)}")
+    if self.unused:
+      parts.append(f"not used from the source: {', '.join(self.unused)}")
+    return "; ".join(parts)
+
+
+def _group_name(path: tuple[str, ...]) -> str:
+  """``heads.2`` for a prototype head's arrays, ``head`` for a linear head's."""
+  return ".".join(path[:2]) if path[0] == "heads" else path[0]
+
+
+def load_pretrained(path: str, params: dict, batch_stats: dict) -> tuple[dict, dict, LoadReport]:
+  """``params``/``batch_stats`` with every matching array of the checkpoint at ``path`` loaded.
+
+  Raises:
+    HFFError: the source is unreadable, or an array outside the heads is
+      missing from it or has another shape there.
+  """
+  src_params, src_stats, where = read_checkpoint(path)
+  report = LoadReport(where)
+  reinit, unused = set(), set()
+  merged = []
+  for tree, source in ((params, _flat(src_params)), (batch_stats, _flat(src_stats))):
+    target, values = _flat(tree), {}
+    for key, init in target.items():
+      report.total += 1
+      name = ".".join(key)
+      got = source.get(key)
+      is_head = key[0] in HEAD_KEYS
+      if got is not None and tuple(got.shape) == tuple(init.shape):
+        values[key] = np.asarray(got).astype(init.dtype)
+        report.loaded += 1
+      elif is_head:
+        values[key] = init
+        reinit.add(_group_name(key) + ("" if got is None else " (other class count)"))
+      elif got is None:
+        raise HFFError(
+          f"init_from {where} has no array {name}; it was trained with another model (same model.kind, "
+          "depth and learner grouping needed)"
+        )
+      else:
+        raise HFFError(
+          f"init_from {where}: {name} has shape {tuple(got.shape)} there but {tuple(init.shape)} here; "
+          "use the same model settings (widths, channels, depth, learner)"
+        )
+    unused.update(_group_name(k) for k in source if k not in target)
+    merged.append(_unflat_like(tree, values))
+  report.reinitialised, report.unused = sorted(reinit), sorted(unused)
+  return merged[0], merged[1], report
+
+
+def learner_of(path) -> int | None:
+  """The learner (block) index a parameter belongs to, or None (e.g. a backprop head)."""
+  keys = [str(getattr(k, "key", getattr(k, "idx", k))) for k in path]
+  if len(keys) >= 2 and keys[0] in ("blocks", "heads"):
+    return int(keys[1])
+  return None
+
+
+def learner_fingerprints(params: dict, num_learners: int) -> list[str]:
+  """One SHA-256 (first 16 hex digits) per learner: its block's parameters and its prototype head's."""
+  out = []
+  for i in range(num_learners):
+    own = {k: v[i] for k, v in params.items() if k in ("blocks", "heads") and i in v}
+    out.append(fingerprint(own)[:16])
+  return out
