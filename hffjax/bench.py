@@ -250,6 +250,132 @@ def bench_speed(
   return rows
 
 
+def matmul_peak_flops(dtype: str, n: int | None = None, repeats: int = 5) -> float:
+  """The FLOP/s of one large square matmul on the default device: the peak MFU is measured against."""
+  n = n or (8192 if jax.default_backend() != "cpu" else 1024)
+  a = jnp.ones((n, n), jnp.dtype(dtype))
+  matmul = jax.jit(lambda a, b: a @ b).lower(a, a).compile()
+  jax.block_until_ready(matmul(a, a))
+  return 2 * n**3 / _median_seconds(lambda: matmul(a, a), repeats)
+
+
+def resnet_config(
+  resolution: int, *, method: str, learner: str, dtype: str, batch_size: int, width: int, depth: int
+):
+  """A ResNet config for synthetic ``resolution``² RGB images: CIFAR stem below 128 pixels, ImageNet stem above."""
+  c = config_lib.base_config()
+  c.dataset, c.method, c.batch_size, c.num_epochs = "synthetic", method, batch_size, 1
+  c.model.kind, c.model.depth, c.model.width, c.model.learner = "resnet", depth, width, learner
+  c.model.stem = "imagenet" if resolution >= 128 else "cifar"
+  c.model.readout, c.model.interblock_norm, c.model.dtype = "grid", "rms", dtype
+  return c
+
+
+def _call_timing(exp, steps_per_call: int, calls: int, warmup: int = 2) -> dict:
+  """Seconds per step when ``steps_per_call`` steps run per synchronised call, the step's FLOPs and temp memory."""
+  ds, b, k = exp.dataset, exp.config.batch_size, steps_per_call
+  images, labels = ds.train_images[:b], ds.train_labels[:b]
+  if exp.stacked:
+    images, labels = np.stack([images] * k), np.stack([labels] * k)
+  batch = sharding.to_global(exp.mesh, images, labels, batch_axis=int(exp.stacked))
+  call = exp.train_fn(k).lower(exp.initial_state, *batch).compile()
+  # FLOPs of one step, from the program before optimisation (cost analysis counts a loop body once,
+  # so the K-step program would report one step's too, but say nothing of the loop).
+  one_step = tuple(x[:1] for x in batch) if exp.stacked else batch
+  try:
+    flops = float(exp.train_fn(1).lower(exp.initial_state, *one_step).cost_analysis()["flops"])
+  except Exception:  # Not every backend reports FLOPs.
+    flops = None
+  state, times = jax.tree.map(jnp.copy, exp.initial_state), []
+  for i in range(warmup + calls):
+    start = time.perf_counter()
+    state, metrics = call(state, *batch)
+    jax.block_until_ready(metrics)
+    if i >= warmup:
+      times.append(time.perf_counter() - start)
+  return {
+    "step_seconds": statistics.median(times) / k,
+    "flops_per_step": flops,
+    "temp_bytes": _temp_bytes(call),
+  }
+
+
+def bench_resnet(
+  *,
+  resolutions=(32, 224),
+  batch_size: int = 512,
+  dtype: str = "bfloat16",
+  steps_per_call: int = 8,
+  calls: int = 5,
+  width: int = 64,
+  depth: int = 18,
+  classes=(10, 100, 1000),
+  scaling_examples: int = 512,
+  seed: int = 0,
+) -> dict:
+  """ResNet training speed (HFF with block and stage learners, backprop) and FF/HFF inference vs classes.
+
+  Each row times ``steps_per_call`` fused steps per synchronised call (one
+  dispatch, one sync), as the training loop runs them, and reports
+  images/s, the compiled step's FLOPs, model FLOPs utilisation against
+  :func:`matmul_peak_flops` measured here, and the step's temp memory.
+  """
+  peak = matmul_peak_flops(dtype)
+  rows = []
+  for res in resolutions:
+    num_classes = 1000 if res >= 128 else 10
+    ds = data_lib.make_synthetic(
+      num_train=batch_size, num_test=8, image_shape=(res, res, 3), num_classes=num_classes, seed=seed
+    )
+    timed = {}
+    for method, learner in (("hff", "block"), ("hff", "stage"), ("bp", "stage")):
+      c = resnet_config(
+        res, method=method, learner=learner, dtype=dtype, batch_size=batch_size, width=width, depth=depth
+      )
+      c.steps_per_call, c.seed = steps_per_call, seed
+      t = _call_timing(train.setup(c, dataset=ds), steps_per_call, calls)
+      row = {
+        "arch": f"resnet{depth}",
+        "width": width,
+        "resolution": res,
+        "num_classes": num_classes,
+        "method": method,
+        "learner": learner if method == "hff" else "-",
+        "dtype": dtype,
+        "batch_size": batch_size,
+        "steps_per_call": steps_per_call,
+        **t,
+        "images_per_second": batch_size / t["step_seconds"],
+        "mfu": t["flops_per_step"] / t["step_seconds"] / peak if t["flops_per_step"] else None,
+      }
+      timed[method, learner] = row
+      rows.append(row)
+    bp = timed["bp", "stage"]
+    for learner in ("block", "stage"):
+      hff = timed["hff", learner]
+      hff["hff_over_bp_step_time"] = hff["step_seconds"] / bp["step_seconds"]
+      hff["hff_over_bp_flops"] = (
+        hff["flops_per_step"] / bp["flops_per_step"] if bp["flops_per_step"] else None
+      )
+      print(
+        f"resnet{depth} {res}px {dtype} HFF ({learner}) / BP step {hff['hff_over_bp_step_time']:.2f}, "
+        f"{hff['images_per_second']:.0f} img/s, MFU {hff['mfu'] or 0:.1%}",
+        file=sys.stderr,
+      )
+  scaling_config = resnet_config(
+    32, method="hff", learner="block", dtype=dtype, batch_size=batch_size, width=width, depth=depth
+  ).model
+  scaling = bench_class_scaling(
+    scaling_config,
+    classes=classes,
+    image_shape=(32, 32, 3),
+    num_examples=scaling_examples,
+    batch_size=min(batch_size, scaling_examples),
+    seed=seed,
+  )
+  return {"matmul_peak_flops": peak, "training": rows, "class_scaling": scaling}
+
+
 def _ratio(a: dict | None, b: dict | None, key: str) -> float | None:
   return a[key] / b[key] if a and b else None
 
@@ -382,7 +508,43 @@ def speed_markdown(report: dict) -> str:
       f"| {1000 * r['hff_inference_seconds']:.2f} ms | {1000 * r['ff_inference_seconds']:.2f} ms "
       f"| {r['ff_over_hff_inference_time']:.1f}× |"
     )
+  if report.get("resnet"):
+    lines += resnet_markdown(report["resnet"])
   return "\n".join(lines) + "\n"
+
+
+def resnet_markdown(section: dict) -> list[str]:
+  lines = [
+    "",
+    f"ResNet training speed (synthetic, {section['training'][0]['steps_per_call']} steps per synchronised "
+    f"call; MFU against a measured matmul peak of {section['matmul_peak_flops'] / 1e12:.1f} TFLOP/s):",
+    "",
+    "| net | pixels | classes | method | learner | dtype | batch | step | images/s | GFLOP/step | MFU "
+    "| HFF/BP step | HFF/BP FLOPs | temp memory |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+  ]
+  for r in section["training"]:
+    ratio = f"{r['hff_over_bp_step_time']:.2f}" if "hff_over_bp_step_time" in r else ""
+    fratio = f"{r['hff_over_bp_flops']:.2f}" if r.get("hff_over_bp_flops") else ""
+    gflop = f"{r['flops_per_step'] / 1e9:.1f}" if r["flops_per_step"] else "n/a"
+    mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] else "n/a"
+    mem = f"{r['temp_bytes'] / 2**20:.0f} MiB" if r["temp_bytes"] is not None else "n/a"
+    lines.append(
+      f"| {r['arch']} w{r['width']} | {r['resolution']} | {r['num_classes']} | {r['method']} | {r['learner']} "
+      f"| {r['dtype']} | {r['batch_size']} | {1000 * r['step_seconds']:.2f} ms | {r['images_per_second']:.0f} "
+      f"| {gflop} | {mfu} | {ratio} | {fratio} | {mem} |"
+    )
+  lines += [
+    "",
+    "| net | classes | examples | HFF inference | FF inference | FF/HFF |",
+    "|---|---|---|---|---|---|",
+  ]
+  for r in section["class_scaling"]:
+    lines.append(
+      f"| {r['arch']} 32px | {r['num_classes']} | {r['examples']} | {1000 * r['hff_seconds']:.1f} ms "
+      f"| {1000 * r['ff_seconds']:.1f} ms | {r['ff_over_hff']:.1f}× |"
+    )
+  return lines
 
 
 def to_markdown(report: dict) -> str:
@@ -440,9 +602,29 @@ def update_markdown(path: str, report: dict) -> None:
     f.write(text)
 
 
-def run_speed_bench(*, quick: bool = False, **kwargs) -> dict:
+def resnet_defaults(quick: bool, batch_size: int | None = None) -> dict:
+  """The ResNet section's settings: ResNet-18 at 32 and 224 pixels, bf16, 8 steps per call on accelerators."""
+  if quick:
+    return dict(
+      resolutions=(16,), batch_size=8, dtype="float32", steps_per_call=2, calls=2, width=4, depth=10,
+      classes=(10, 100), scaling_examples=16,
+    )  # fmt: skip
+  if jax.default_backend() == "cpu":  # a CPU is here to check the numbers' shape, not to race
+    return dict(
+      batch_size=batch_size or 16,
+      dtype="float32",
+      steps_per_call=1,
+      calls=3,
+      classes=(10, 100),
+      scaling_examples=32,
+    )
+  return dict(batch_size=batch_size or 512)
+
+
+def run_speed_bench(*, quick: bool = False, resnet: bool = True, **kwargs) -> dict:
   """The speed-only report (``hffjax bench --speed``): what an accelerator run measures."""
   info = machine_info()
+  resnet_kwargs = resnet_defaults(quick, kwargs.get("batch_size"))
   if quick:
     kwargs = {
       "batch_size": 64,
@@ -464,6 +646,7 @@ def run_speed_bench(*, quick: bool = False, **kwargs) -> dict:
     "seed": kwargs.get("seed", 0),
     "dataset": "synthetic",
     "speed": bench_speed(**kwargs),
+    "resnet": bench_resnet(seed=kwargs.get("seed", 0), **resnet_kwargs) if resnet else None,
   }
 
 

@@ -82,3 +82,22 @@ def test_speed_rows_have_every_field():
     }
   )
   assert md.count("| float32 |") == 2
+
+
+def test_resnet_speed_section_has_every_field():
+  """K fused steps per call, FLOPs and MFU from the compiled program, HFF/BP for both learner groupings."""
+  section = bench.bench_resnet(**bench.resnet_defaults(quick=True))
+  rows = {(r["method"], r["learner"]): r for r in section["training"]}
+  assert set(rows) == {("hff", "block"), ("hff", "stage"), ("bp", "-")}
+  assert section["matmul_peak_flops"] > 0
+  for r in rows.values():
+    assert r["steps_per_call"] == 2 and r["step_seconds"] > 0 and 0 < r["mfu"] < 1
+    assert r["images_per_second"] == r["batch_size"] / r["step_seconds"]
+  for learner in ("block", "stage"):
+    hff = rows["hff", learner]
+    assert hff["hff_over_bp_step_time"] == hff["step_seconds"] / rows["bp", "-"]["step_seconds"]
+    # Backprop's extra input-gradient convolutions show in the FLOP count.
+    assert hff["hff_over_bp_flops"] < 1
+  assert [r["num_classes"] for r in section["class_scaling"]] == [10, 100]
+  md = "\n".join(bench.resnet_markdown(section))
+  assert md.count("| resnet10 w4 |") == 3 and "FF/HFF" in md
