@@ -51,7 +51,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.margin = 0.0  # additive cosine margin on the target class
   c.ensemble_blocks = ()  # blocks summed by the "ensemble" rule; empty = all
   c.init_from = ""  # a workdir or Orbax checkpoint whose matching parameters start this run
-  c.freeze = ()  # learner (block) indices whose parameters stay fixed, e.g. (0, 1, 2)
+  c.freeze = ()  # learners whose blocks stay fixed (their prototype heads still train), e.g. (0, 1, 2)
   c.checkpoint_every_steps = 0  # 0 = save at each evaluation only
   c.keep_checkpoints = 3
   c.log_every_steps = 50

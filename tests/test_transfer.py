@@ -40,14 +40,12 @@ def test_backprop_backbone_loads_heads_reinitialised_and_frozen_learner_kept(
   for name in ("kernel", "bias"):
     np.testing.assert_array_equal(params["blocks"][0]["linear"][name], source["blocks"][0]["linear"][name])
     assert not np.array_equal(params["blocks"][1]["linear"][name], source["blocks"][1]["linear"][name])
-  # The frozen learner has no optimizer state at all.
+  # The frozen block has no optimizer state at all.
   trained_only = sum(x.size for x in jax.tree.leaves(state.opt_state))
   c.freeze, c.init_from = (), ""
   unfrozen = train.setup(c, dataset=THREE).initial_state.opt_state
-  frozen_size = sum(
-    x.size for x in jax.tree.leaves(params["blocks"][0]) + jax.tree.leaves(params["heads"][0])
-  )
-  assert trained_only == sum(x.size for x in jax.tree.leaves(unfrozen)) - 2 * frozen_size
+  frozen_size = sum(x.size for x in jax.tree.leaves(params["blocks"][0]))
+  assert trained_only == sum(x.size for x in jax.tree.leaves(unfrozen)) - 2 * frozen_size  # Adam's mu and nu
 
 
 def test_other_class_count_reinitialises_prototypes_and_fingerprints_show_what_changed(tiny_config, tmp_path):
@@ -57,8 +55,13 @@ def test_other_class_count_reinitialises_prototypes_and_fingerprints_show_what_c
   c.init_from, c.freeze = str(tmp_path / "src"), (0,)
   train.fit(c, str(tmp_path / "dst"), dataset=FOUR, progress=False)
   src, dst = evaluate_workdir(str(tmp_path / "src")), evaluate_workdir(str(tmp_path / "dst"))
-  assert src["learner_fingerprints"][0] == dst["learner_fingerprints"][0]  # frozen: block and prototypes
+  assert src["learner_fingerprints"][0] == dst["learner_fingerprints"][0]  # frozen block
   assert src["learner_fingerprints"][1] != dst["learner_fingerprints"][1]
+  # The frozen learner's prototype head still trained.
+  heads = [
+    train.restore_experiment(str(tmp_path / w))[1].params["heads"][0]["prototypes"] for w in ("src", "dst")
+  ]
+  assert not np.array_equal(*heads)
   # A checkpoint folder works as well as a workdir; 3 classes here vs 4 there: prototypes re-initialised.
   step_dir = str(tmp_path / "src" / "checkpoints" / str(src["step"]))
   c.init_from, c.freeze = step_dir, ()

@@ -143,10 +143,11 @@ def learner_of(path) -> int | None:
   return None
 
 
-def learner_fingerprints(params: dict, num_learners: int) -> list[str]:
-  """One SHA-256 (first 16 hex digits) per learner: its block's parameters and its prototype head's."""
-  out = []
-  for i in range(num_learners):
-    own = {k: v[i] for k, v in params.items() if k in ("blocks", "heads") and i in v}
-    out.append(fingerprint(own)[:16])
-  return out
+def learner_fingerprints(params: dict) -> list[str]:
+  """One SHA-256 (first 16 hex digits) per learner's block parameters (its features; heads excluded).
+
+  Two runs' lists show which learners' features a transfer run changed: a
+  frozen learner keeps its source's fingerprint even though its prototype
+  head trains.
+  """
+  return [fingerprint(block)[:16] for _, block in sorted(params["blocks"].items(), key=lambda kv: int(kv[0]))]

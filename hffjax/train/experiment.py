@@ -110,10 +110,6 @@ class Experiment:
   def model(self, state: TrainState) -> nnx.Module:
     return merge_model(self.graphdef, *sharding.fetch((state.params, state.batch_stats)))
 
-  @property
-  def num_learners(self) -> int:
-    return len(self.initial_state.params["blocks"])
-
   def pretrained_state(self) -> tuple[TrainState, str]:
     """The initial state with ``config.init_from``'s matching arrays loaded, and the one-line report."""
     params, stats = sharding.fetch((self.initial_state.params, self.initial_state.batch_stats))

@@ -379,5 +379,5 @@ def evaluate_workdir(workdir: str, data_dir: str | None = None) -> dict:
     "epoch": step / exp.steps_per_epoch,
     **result,
     "params_fingerprint": ckpt_lib.fingerprint(state.params),
-    "learner_fingerprints": learner_fingerprints(sharding.fetch(state.params), exp.num_learners),
+    "learner_fingerprints": learner_fingerprints(sharding.fetch(state.params)),
   }

@@ -12,9 +12,11 @@ from hffjax.models.pretrained import learner_of
 def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
   """Adam or AdamW, with an optional warm-up and cosine decay to zero; ``config.freeze`` learners fixed.
 
-  Frozen learners' parameters go through ``optax.set_to_zero`` in a
+  A frozen learner's block parameters go through ``optax.set_to_zero`` in a
   ``multi_transform``: their updates are zero and the optimizer keeps no
   state for them (their gradients are then dead code the compiler drops).
+  Its prototype head keeps training: a head re-initialised for new classes
+  must learn, and a head's gradient never reaches the block.
   """
   tx = _base_optimizer(config, total_steps)
   if not config.freeze:
@@ -23,10 +25,15 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax
 
   def labels(params):
     return jax.tree_util.tree_map_with_path(
-      lambda path, _: "frozen" if learner_of(path) in frozen else "trained", params
+      lambda path, _: "frozen" if _key(path[0]) == "blocks" and learner_of(path) in frozen else "trained",
+      params,
     )
 
   return optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
+
+
+def _key(entry) -> str:
+  return str(getattr(entry, "key", entry))
 
 
 def _base_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
