@@ -115,3 +115,23 @@ def test_hff_resnet_step_skips_input_gradients_at_learner_boundaries():
   assert bp == 12 + 12 + 11
   assert _compiled_convolutions("hff", "block") == bp - 6
   assert _compiled_convolutions("hff", "stage") == bp - 6
+
+
+def test_bfloat16_program_convolves_in_bf16_and_classifies_in_float32():
+  """model.dtype=bfloat16: every convolution of the step (forward and gradients) takes bf16 operands,
+  while parameters, prototypes and the cosine logits (the prototype products) stay float32."""
+  c = _config()
+  c.model.dtype = "bfloat16"
+  exp = train.setup(c, dataset=DS)
+  x, y = sharding.global_batch(exp.mesh, DS.train_images[:8], DS.train_labels[:8])
+  lines = exp.train_fn().lower(exp.initial_state, x, y).as_text().splitlines()
+
+  def operand_types(line):
+    return re.findall(r"tensor<[0-9x]*x(\w+)>", line.rsplit(": (", 1)[1].split(") ->")[0])
+
+  convs = [operand_types(line) for line in lines if "stablehlo.convolution" in line]
+  assert len(convs) == 12 + 12 + 5  # forward, weight gradients, input gradients inside learners (see above)
+  assert all(types == ["bf16", "bf16"] for types in convs), convs
+  products = [operand_types(line) for line in lines if "stablehlo.dot_general" in line and "x5xf32>" in line]
+  assert products and all(types == ["f32", "f32"] for types in products)
+  assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(exp.initial_state.params))
