@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 from hffjax.errors import HFFError
@@ -88,6 +89,9 @@ def run(argv: list[str]) -> int:
     args = _parser().parse_args(rest)
     if overrides and args.command != "train":
       raise HFFError("--config.KEY=VALUE overrides only apply to `train`")
+    if not debug:
+      # Orbax's writer threads log a failed save at length; hffjax reports it as one line.
+      logging.getLogger("absl").setLevel(logging.CRITICAL)
     # Imported here so `hffjax --help` answers without loading JAX.
     from hffjax import config as config_lib
     from hffjax import sharding, train

@@ -10,7 +10,11 @@ is detected, and the previous good one is used instead.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
+import os
+import shutil
 import sys
 
 import jax
@@ -42,6 +46,30 @@ def warn(message: str) -> None:
   print(f"hffjax: warning: {message}", file=sys.stderr, flush=True)
 
 
+def check_space(directory: str, state, step: int | None = None) -> None:
+  """Refuses a save to ``directory`` that cannot fit in a local filesystem's free space (an estimate).
+
+  Raises:
+    HFFError: less free space than the state's size plus a margin.
+  """
+  if storage.is_object_store(directory) or not sharding.is_primary():
+    return
+  needed = int(sum(getattr(x, "nbytes", 0) for x in jax.tree.leaves(state)) * 1.1) + 2**20
+  folder = directory
+  while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+    folder = os.path.dirname(folder)  # a new run's checkpoints go where its nearest existing folder is
+  try:
+    free = shutil.disk_usage(folder).free
+  except OSError:
+    return
+  if free < needed:
+    which = "a checkpoint" if step is None else f"checkpoint {step}"
+    raise HFFError(
+      f"cannot write {which} to {directory}: no space left on the device (it needs about "
+      f"{needed / 2**20:.1f} MiB, {free / 2**20:.1f} MiB are free); free some space or use another --workdir"
+    )
+
+
 class Checkpoints:
   """Saves and restores a training-state pytree by step; keeps the newest ``keep``.
 
@@ -54,19 +82,52 @@ class Checkpoints:
     self.directory = storage.join(workdir, "checkpoints")
     self._manager = ocp.CheckpointManager(
       self.directory,
-      options=ocp.CheckpointManagerOptions(max_to_keep=max(int(keep), 1), create=True),
+      # Temporary folders of a save that never finished (a killed or failed run) are removed on start.
+      options=ocp.CheckpointManagerOptions(
+        max_to_keep=max(int(keep), 1), create=True, cleanup_tmp_directories=True
+      ),
       item_handlers={"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()},
     )
 
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
 
+  def check_space(self, step: int | None, state) -> None:
+    check_space(self.directory, state, step)
+
+  @contextlib.contextmanager
+  def _writing(self, what: str):
+    """Turns Orbax's write failures into one-line errors and removes the save's temporary folder."""
+    try:
+      yield
+    except HFFError:
+      raise
+    except Exception as e:  # Orbax and TensorStore wrap OS errors in ValueError and others.
+      cause = _os_error_of(e)
+      if cause is None:
+        raise
+      self._remove_tmp()
+      raise HFFError(
+        f"{what} in {self.directory} failed: {storage.describe_os_error(cause, self.directory)}"
+      ) from None
+
+  def _remove_tmp(self) -> None:
+    if not sharding.is_primary() or storage.is_object_store(self.directory):
+      return
+    try:
+      for name in os.listdir(self.directory):
+        if "-tmp" in name:
+          shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+    except OSError:
+      pass
+
   def save(self, step: int, state, meta: dict | None = None) -> None:
     """Starts an asynchronous save; :meth:`wait` blocks until it is on disk."""
     meta = {**(meta or {}), "fingerprint": fingerprint(state), "format_version": FORMAT_VERSION}
-    self._manager.save(
-      int(step), args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
-    )
+    with self._writing("saving a checkpoint"):  # (an earlier asynchronous save's failure surfaces here too)
+      self._manager.save(
+        int(step), args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
+      )
 
   def _check_structure(self, step: int, abstract_state) -> None:
     """Raises HFFError when a readable checkpoint holds another model's arrays."""
@@ -136,11 +197,38 @@ class Checkpoints:
     )
 
   def wait(self) -> None:
-    self._manager.wait_until_finished()
+    with self._writing("saving a checkpoint"):
+      self._manager.wait_until_finished()
 
   def close(self) -> None:
-    self._manager.wait_until_finished()
-    self._manager.close()
+    with self._writing("saving a checkpoint"):
+      try:
+        self._manager.wait_until_finished()
+      finally:
+        self._manager.close()
+
+
+_MESSAGE_ERRNOS = (
+  ("No space left", errno.ENOSPC),
+  ("RESOURCE_EXHAUSTED", errno.ENOSPC),
+  ("Read-only file system", errno.EROFS),
+  ("Permission denied", errno.EACCES),
+  ("Disk quota exceeded", errno.EDQUOT),
+)
+
+
+def _os_error_of(e: BaseException) -> OSError | None:
+  """The OS error behind an Orbax/TensorStore exception (itself, a cause, or named in its message)."""
+  seen = e
+  while seen is not None:
+    if isinstance(seen, OSError) and seen.errno:
+      return seen
+    seen = seen.__cause__ or seen.__context__
+  text = str(e)
+  for marker, code in _MESSAGE_ERRNOS:
+    if marker in text:
+      return OSError(code, os.strerror(code))
+  return None
 
 
 def abstract_like(tree, sharding):

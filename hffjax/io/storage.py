@@ -13,9 +13,36 @@ Orbax checkpoints handle both themselves.
 
 from __future__ import annotations
 
+import errno
 import os
 
 from etils import epath
+
+_CAUSES = {
+  errno.ENOSPC: "no space left on the device",
+  errno.EDQUOT: "disk quota exceeded",
+  errno.EROFS: "read-only file system",
+  errno.EACCES: "permission denied",
+  errno.EPERM: "permission denied",
+  errno.ENOTDIR: "a path component is a file, not a directory",
+  errno.EEXIST: "a file is in the way (not a directory)",
+  errno.ENOENT: "no such file or directory",
+  errno.EIO: "input/output error",
+}
+
+
+def describe_os_error(e: OSError, path: str) -> str:
+  """One line naming the path and the cause of an ``OSError``, and what to do."""
+  cause = _CAUSES.get(e.errno) or (e.strerror or str(e) or type(e).__name__).lower()
+  where = e.filename if isinstance(e.filename, str) and e.filename else path
+  hint = {
+    errno.ENOSPC: "free some space or use another --workdir",
+    errno.EDQUOT: "free some space or use another --workdir",
+    errno.EROFS: "use a writable --workdir",
+    errno.EACCES: "fix its permissions or use another --workdir",
+    errno.EPERM: "fix its permissions or use another --workdir",
+  }.get(e.errno, "check the path or use another --workdir")
+  return f"cannot write {where}: {cause}; {hint}"
 
 
 def is_object_store(path: str | os.PathLike) -> bool:
@@ -43,12 +70,23 @@ def write_atomic(path: str, text: str) -> None:
   if is_object_store(path):
     epath.Path(path).write_text(text)
     return
+  try:
+    with open(path) as f:
+      if f.read() == text:
+        return  # unchanged: leave the file (and its time stamp) alone
+  except (OSError, UnicodeDecodeError):
+    pass
   tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.write(text)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  try:
+    with open(tmp, "w") as f:
+      f.write(text)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
 
 
 def append_line(path: str, line: str) -> None:

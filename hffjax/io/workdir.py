@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 
+import jax
 import ml_collections
 import numpy as np
 
@@ -73,15 +74,21 @@ def prepare_workdir(
   process sees the workdir process 0 wrote (a shared filesystem).
   """
   error, token = "", 0
+  shared_check = jax.process_count() > 1
   if sharding.is_primary():
     try:
       _prepare(config, workdir, overwrite, data_info or {})
       token = secrets.randbits(30) + 1  # int32: what a broadcast carries without x64
-      storage.write_atomic(storage.join(workdir, MARKER), str(token))
+      if shared_check:
+        storage.write_atomic(storage.join(workdir, MARKER), str(token))
     except HFFError as e:
       error = str(e)
     except OSError as e:
-      error = f"cannot write to {workdir} ({e.strerror or e}); check the path and its permissions"
+      error = storage.describe_os_error(e, workdir)
+  if not shared_check:
+    if error:
+      raise HFFError(error)
+    return
   # Process 0's outcome to everyone: token 0 means it refused the workdir.
   token = int(sharding.broadcast(np.asarray(token, np.int32)))
   if not token:
@@ -90,7 +97,12 @@ def prepare_workdir(
     seen = int(storage.read_text(storage.join(workdir, MARKER)).strip() or 0)
   except (OSError, ValueError):
     seen = -1
-  missing = sharding.processes_where(seen != token)
+  missing = sharding.processes_where(seen != token)  # a collective: every process has read the marker
+  if sharding.is_primary():
+    try:
+      storage.remove(storage.join(workdir, MARKER))
+    except OSError:
+      pass
   if missing:
     raise HFFError(
       f"{workdir} is not shared: process(es) {', '.join(map(str, missing))} cannot see what process 0 "

@@ -50,12 +50,16 @@ def read(path: str) -> list[dict]:
 
 
 def keep_up_to(path: str, step: int | None) -> None:
-  """Drops records past ``step`` (work a resumed run redoes) and any partial line, atomically."""
+  """Drops records past ``step`` (work a resumed run redoes) and any partial line, atomically.
+
+  One record per step is kept (the last one written for it), in step order.
+  """
   if not storage.exists(path):
     return
   text = storage.read_text(path)
   records = read(path)
-  kept = [r for r in records if step is not None and r["step"] <= step]
+  last = {r["step"]: r for r in records if step is not None and r["step"] <= step}
+  kept = [last[s] for s in sorted(last)]
   if not text or (kept == records and text.endswith("\n")):
     return
   storage.write_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))

@@ -22,8 +22,9 @@ from hffjax import data as data_lib
 from hffjax import sharding
 from hffjax.errors import HFFError
 from hffjax.io import checkpoint as ckpt_lib
+from hffjax.io import storage, writers
 from hffjax.io import workdir as workdir_lib
-from hffjax.io import writers
+from hffjax.io.lock import WorkdirLock
 from hffjax.io.workdir import prepare_workdir
 from hffjax.models.pretrained import learner_fingerprints
 from hffjax.train.evaluate import evaluate_split
@@ -108,9 +109,7 @@ def _writer(workdir: str, primary: bool, last_saved: int | None) -> writers.Metr
   except HFFError as e:
     error = e
   except OSError as e:
-    error = HFFError(
-      f"cannot write metrics in {workdir} ({e.strerror or e}); check the path and its permissions"
-    )
+    error = HFFError(storage.describe_os_error(e, workdir))
   sharding.raise_if_any(error, "opening the metric files")
   return writer
 
@@ -120,7 +119,7 @@ def _write(writer: writers.MetricWriter, record: dict) -> None:
   try:
     writer.write(record)
   except OSError as e:
-    error = HFFError(f"cannot append to {writer.path} ({e.strerror or e}); the last checkpoint is kept")
+    error = HFFError(f"{storage.describe_os_error(e, writer.path)} (the last checkpoint is kept)")
   sharding.raise_if_any(error, "writing metrics")
 
 
@@ -137,6 +136,15 @@ def call_sizes(start: int, total: int, steps_per_call: int, boundaries: tuple[in
     sizes.append(end - step)
     step = end
   return sizes
+
+
+def _check_space(directory: str, state: TrainState, step: int | None) -> None:
+  error = None
+  try:
+    ckpt_lib.check_space(directory, state.to_dict(), step)
+  except HFFError as e:
+    error = e
+  sharding.raise_if_any(error, "checking free space")
 
 
 def _compiled_train_calls(exp: Experiment, state: TrainState, sizes: list[int]) -> dict:
@@ -242,6 +250,26 @@ def fit(
   # Every process learns whether any failed, so none is left waiting in a collective.
   sharding.raise_if_any(error, "loading the data and building the model")
   primary = sharding.is_primary()
+  # One job per workdir: the primary holds the lock until the run ends (the OS drops it if the run dies).
+  lock, error = WorkdirLock(workdir, enabled=primary), None
+  try:
+    lock.acquire()
+  except HFFError as e:
+    error = e
+  sharding.raise_if_any(error, "locking the workdir")
+  try:
+    return _train(config, workdir, exp, progress=progress, overwrite=overwrite)
+  finally:
+    lock.release()
+
+
+def _train(
+  config: ml_collections.ConfigDict, workdir: str, exp: Experiment, *, progress: bool | None, overwrite: bool
+) -> tuple[dict, Experiment, TrainState]:
+  """The loop of :func:`fit`, run while the workdir is locked."""
+  primary = sharding.is_primary()
+  # A disk without room for one checkpoint is refused before the workdir is touched.
+  _check_space(storage.join(workdir, "checkpoints"), exp.initial_state, None)
   data_info = {
     "image_shape": list(exp.dataset.image_shape),
     "num_classes": exp.dataset.num_classes,
@@ -307,6 +335,9 @@ def fit(
           consume(*pending)
           pending = None
           result = _evaluation_record(exp, eval_fn, state, step, meter)
+          _check_space(
+            ckpts.directory, state, step
+          )  # before the record, so a full disk leaves the workdir as it was
           _write(writer, result)
           # A record off the evaluation grid (the run's last step) keeps its sums, so that a
           # longer run continued from here averages the whole interval.
