@@ -145,3 +145,49 @@ def test_nan_stops_training_and_keeps_last_good_checkpoint(capsys, tmp_path):
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["1"]
   assert run(["eval", "--workdir", workdir]) == 0
   assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step"] == 1
+
+
+def _hashes(folder) -> dict:
+  import hashlib  # noqa: PLC0415
+
+  return {
+    str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+    for p in folder.rglob("*")
+    if p.is_file()
+  }
+
+
+def test_eval_on_other_data(capsys, tmp_path):
+  """Classes come from the data; other classes, other data for a synthetic run are refused; the epoch is the run's."""
+  ten, five, big = tmp_path / "ten", tmp_path / "five", tmp_path / "big"
+  for folder, n_train, max_label in ((ten, 64, 9), (five, 64, 4), (big, 640, 9)):
+    folder.mkdir()
+    write_idx_folder(folder, n_train=n_train, max_label=max_label)
+  workdir = tmp_path / "w"
+  argv = ["train", "--config", TINY, "--workdir", str(workdir), "--config.dataset=fashion_mnist"]
+  assert run([*argv, f"--config.data_dir={ten}", "--config.synthetic.image_shape=(28, 28, 1)"]) == 0
+  capsys.readouterr()
+  before = _hashes(workdir)
+  _expect_error(
+    capsys, ["eval", "--workdir", str(workdir), "--data_dir", str(five)], "10 classes but this data has"
+  )
+  # 640 training images instead of 64: the checkpoint's epoch is still the run's own (2 epochs).
+  assert run(["eval", "--workdir", str(workdir), "--data_dir", str(big)]) == 0
+  assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["epoch"] == 2
+  assert _hashes(workdir) == before
+  synthetic = tmp_path / "s"
+  assert run(["train", "--config", TINY, "--workdir", str(synthetic), "--config.num_epochs=1"]) == 0
+  capsys.readouterr()
+  _expect_error(
+    capsys, ["eval", "--workdir", str(synthetic), "--data_dir", str(ten)], "--data_dir does not apply"
+  )
+
+
+def test_eval_picks_its_own_batch_for_the_devices_it_has(tmp_path):
+  """A run trained with batch 32 evaluates on 3 devices (which do not divide 32)."""
+  workdir = tmp_path / "w"
+  assert run(["train", "--config", TINY, "--workdir", str(workdir), "--config.num_epochs=1"]) == 0
+  from conftest import eval_cli  # noqa: PLC0415
+
+  result = eval_cli(workdir, env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=3"})
+  assert result["step"] == 8 and 0 <= result["test_accuracy"] <= 1

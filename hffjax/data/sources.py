@@ -268,7 +268,8 @@ def find_idx_dir(name: str, data_dir: str | None) -> str:
   )
 
 
-def load_idx_dataset(name: str, data_dir: str | None, num_classes: int = 10) -> Dataset:
+def load_idx_dataset(name: str, data_dir: str | None) -> Dataset:
+  """An IDX dataset; its class count is the labels seen (capped at the dataset's own, e.g. 10 for Fashion-MNIST)."""
   folder = find_idx_dir(name, data_dir)
   arrays = {k: read_idx(os.path.join(folder, f)) for k, f in IDX_FILES.items()}
   for split in ("train", "test"):
@@ -278,12 +279,16 @@ def load_idx_dataset(name: str, data_dir: str | None, num_classes: int = 10) -> 
         f"{folder}: {split} images {images.shape} and labels {labels.shape} do not match; "
         "replace the IDX files"
       )
+  seen = int(max(arrays["train_labels"].max(initial=0), arrays["test_labels"].max(initial=0))) + 1
+  known = len(CLASS_NAMES.get(name, ())) or None
+  # Labels past the dataset's own classes are reported by validate(); fewer classes are a subset.
+  num_classes = known if known and seen > known else seen
   return Dataset(
     name=name,
     train=ArraySource(arrays["train_images"][..., None], arrays["train_labels"]),
     test=ArraySource(arrays["test_images"][..., None], arrays["test_labels"]),
     num_classes=num_classes,
-    class_names=tuple(CLASS_NAMES[name]) if name in CLASS_NAMES else None,
+    class_names=tuple(CLASS_NAMES[name]) if known == num_classes else None,
   )
 
 
@@ -308,7 +313,8 @@ def tfds_split(name: str, split: str, data_dir: str | None):
   """``tfds.data_source`` for one split, or an HFFError saying why it cannot be read and how to fix it."""
   tfds = _tfds()
   try:
-    return tfds.data_source(name, split=split, data_dir=data_dir or None)
+    # Never download: a dataset is prepared on purpose (README), not fetched in the middle of a run.
+    return tfds.data_source(name, split=split, data_dir=data_dir or None, download=False)
   except Exception as e:  # TFDS raises many types; diagnose below.
     reason = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}" if str(e) else type(e).__name__
     error = e
@@ -322,7 +328,7 @@ def tfds_split(name: str, split: str, data_dir: str | None):
       f"({type(e).__name__}); use fashion_mnist, mnist, synthetic, or a TFDS dataset prepared there"
     ) from None
   if not os.path.isdir(str(builder.data_path)):
-    raise HFFError(f"TFDS {name} is not prepared in {where} ({reason}); {hint}") from None
+    raise HFFError(f"TFDS {name} is not prepared (looked for {builder.data_path}); {hint}") from None
   file_format = str(getattr(builder.info, "file_format", "") or "")
   if file_format and "array_record" not in file_format.lower():
     raise HFFError(

@@ -136,3 +136,13 @@ def saved_pixel_stats(workdir: str, ds) -> tuple | None:
       "statistics of its whole training split; streamed datasets are no longer read whole, so this "
       "run cannot be restored exactly: train it again (--overwrite)"
     ) from None
+
+
+def trained_steps_per_epoch(workdir: str, default: int) -> int:
+  """Steps per epoch of the data a run was trained on (saved in ``data.json``), so that a checkpoint's
+  epoch does not change with the data it is evaluated on; ``default`` for runs that did not save it."""
+  path = storage.join(workdir, "data.json")
+  try:
+    return int(json.loads(storage.read_text(path)).get("steps_per_epoch") or default)
+  except (OSError, ValueError, TypeError):
+    return default

@@ -202,7 +202,11 @@ def to_state(tree: dict) -> TrainState:
 
 
 def restore_experiment(workdir: str, data_dir: str | None = None) -> tuple[Experiment, TrainState, int]:
-  """The experiment a workdir was trained with, and its latest checkpointed state."""
+  """The experiment a workdir was trained with, and its latest checkpointed state.
+
+  ``data_dir`` evaluates on another copy of the dataset; data whose image
+  shape or class count differs from what the run was trained on is refused.
+  """
   path = storage.join(workdir, "config.json")
   if not storage.exists(path):
     raise HFFError(f"{workdir} has no config.json; pass the --workdir of a `hffjax train` run")
@@ -211,21 +215,31 @@ def restore_experiment(workdir: str, data_dir: str | None = None) -> tuple[Exper
   except (ValueError, TypeError) as e:
     raise HFFError(f"{path} is not a valid saved config ({e}); re-run train") from None
   if data_dir:
+    if config.dataset == "synthetic":
+      raise HFFError(
+        f"{workdir} was trained on synthetic data, which is generated, not read: --data_dir does not apply"
+      )
     config.data_dir = data_dir
   config_lib.validate_config(config)
   ds = data_lib.load_dataset(config)
-  exp = setup(config, ds, saved_pixel_stats=workdir_lib.saved_pixel_stats(workdir, ds))
   data_path = storage.join(workdir, "data.json")
-  if storage.exists(data_path):
-    saved = json.loads(storage.read_text(data_path))
+  try:
+    saved = json.loads(storage.read_text(data_path)) if storage.exists(data_path) else {}
+  except (OSError, ValueError) as e:
+    raise HFFError(f"{data_path} is unreadable ({e}); restore it from a copy of the run") from None
+  if saved:
     trained_on = {k: saved.get(k) for k in ("image_shape", "num_classes")}
-    now = {"image_shape": list(exp.dataset.image_shape), "num_classes": exp.dataset.num_classes}
+    now = {"image_shape": list(ds.image_shape), "num_classes": ds.num_classes}
     if trained_on != now:
       raise HFFError(
         f"the run was trained on images {tuple(trained_on['image_shape'])} with "
         f"{trained_on['num_classes']} classes but this data has {tuple(now['image_shape'])} with "
         f"{now['num_classes']}; pass the --data_dir of the dataset it was trained on"
       )
+  # Evaluation does not need the training batch: round it to this machine's device count.
+  n_dev = len(jax.devices())
+  config.batch_size = max(-(-config.batch_size // n_dev) * n_dev, n_dev)
+  exp = setup(config, ds, saved_pixel_stats=workdir_lib.saved_pixel_stats(workdir, ds))
   ckpts = ckpt_lib.Checkpoints(workdir, keep=config.keep_checkpoints)
   try:
     step, tree, _ = ckpts.restore(exp.abstract_state())

@@ -273,6 +273,7 @@ def _train(
   data_info = {
     "image_shape": list(exp.dataset.image_shape),
     "num_classes": exp.dataset.num_classes,
+    "steps_per_epoch": exp.steps_per_epoch,
     "pixel_mean": list(exp.pixel_stats[0]),
     "pixel_std": list(exp.pixel_stats[1]),
   }
@@ -407,7 +408,7 @@ def evaluate_workdir(workdir: str, data_dir: str | None = None) -> dict:
   result = evaluate_split(eval_fn, state, exp.dataset, "test", exp.mesh, exp.eval_batch_size)
   return {
     "step": step,
-    "epoch": step / exp.steps_per_epoch,
+    "epoch": step / workdir_lib.trained_steps_per_epoch(workdir, exp.steps_per_epoch),
     **result,
     "params_fingerprint": ckpt_lib.fingerprint(state.params),
     "learner_fingerprints": learner_fingerprints(sharding.fetch(state.params)),
