@@ -10,13 +10,28 @@ from __future__ import annotations
 import ast
 import importlib.util
 import json
+import math
 import os
+from collections.abc import Callable
 
 import ml_collections
 
 from hffjax.errors import HFFError
 
 METHODS = ("hff", "bp", "ff")
+OPTIMIZERS = ("adam", "adamw")
+LR_SCHEDULES = ("constant", "cosine")
+# The models' own option lists, repeated here so that this module imports without JAX
+# (tests/test_config_validation.py checks they match hffjax.models).
+MODEL_KINDS = ("mlp", "cnn", "resnet")  # hffjax.models.registry.BUILDERS
+MODEL_DTYPES = ("float32", "bfloat16")  # hffjax.models.registry.DTYPES
+RESNET_DEPTHS = (10, 18, 34)  # hffjax.models.resnet.STAGE_SIZES
+RESNET_STEMS = ("cifar", "imagenet")  # hffjax.models.resnet.STEMS
+RESNET_LEARNERS = ("block", "stage")  # hffjax.models.resnet.LEARNERS
+CONV_NORMS = ("batch", "layer", "none")  # hffjax.models.cnn.CONV_NORMS
+READOUTS = ("gap", "grid", "flatten")  # hffjax.models.cnn.READOUTS
+INTERBLOCK_NORMS = ("l2", "rms", "none")  # hffjax.models.stack.INTERBLOCK_NORMS
+PROTOTYPE_INITS = ("normal", "orthogonal")  # hffjax.models.heads.PROTOTYPE_INITS
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -92,12 +107,25 @@ def load_config(path: str) -> ml_collections.ConfigDict:
   try:
     spec.loader.exec_module(module)
   except Exception as e:
-    raise HFFError(f"config file {path} failed to load: {type(e).__name__}: {e}") from None
+    raise HFFError(f"config file {path} failed to load: {type(e).__name__}: {_one_line(e)}") from None
   if not hasattr(module, "get_config"):
     raise HFFError(f"config file {path} has no get_config(); define one returning a ConfigDict")
-  config = module.get_config()
+  try:
+    config = module.get_config()
+  except Exception as e:
+    raise HFFError(f"config file {path}: get_config() failed: {type(e).__name__}: {_one_line(e)}") from None
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise HFFError(
+      f"config file {path}: get_config() returned a {type(config).__name__}, not an ml_collections.ConfigDict; "
+      "return hffjax.config.base_config() with your changes"
+    )
   config.lock()
   return config
+
+
+def _one_line(e: BaseException) -> str:
+  lines = str(e).strip().splitlines()
+  return lines[0] if lines else ""
 
 
 def _parse_value(text: str, current):
@@ -143,44 +171,266 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, str]
       ) from None
 
 
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Refuses values that would fail later or train something silently wrong."""
-  if config.method not in METHODS:
-    raise HFFError(f"unknown method {config.method!r}; use one of {METHODS}")
-  for key in ("num_epochs", "batch_size", "eval_batch_size", "steps_per_call"):
-    if config[key] <= 0:
-      raise HFFError(f"{key} must be > 0, got {config[key]}")
-  if config.learning_rate <= 0:
-    raise HFFError(f"learning_rate must be > 0, got {config.learning_rate}")
-  if config.optimizer not in ("adam", "adamw"):
-    raise HFFError(f"unknown optimizer {config.optimizer!r}; use 'adam' or 'adamw'")
-  if config.lr_schedule not in ("constant", "cosine"):
-    raise HFFError(f"unknown lr_schedule {config.lr_schedule!r}; use 'constant' or 'cosine'")
-  for key in ("num_steps", "eval_every_steps", "checkpoint_every_steps", "image_size", "data_workers"):
-    if config[key] < 0:
-      raise HFFError(f"{key} must be >= 0, got {config[key]}")
-  if config.log_every_steps <= 0 or config.data_prefetch <= 0:
-    raise HFFError("log_every_steps and data_prefetch must be > 0")
-  if config.validation_split:
-    from hffjax.data.sources import parse_split  # noqa: PLC0415  (config files import this module)
+# ----------------------------------------------------------------------------- validation
+# One check per key of base_config(); validate_config runs them all before anything is built or written.
 
-    parse_split(config.validation_split)
-  if bool(config.pixel_mean) != bool(config.pixel_std):
-    raise HFFError("give both pixel_mean and pixel_std, or neither (then they are estimated)")
-  if any(s <= 0 for s in config.pixel_std):
-    raise HFFError(f"pixel_std values must be > 0, got {config.pixel_std}")
-  if not all(isinstance(c, int) and not isinstance(c, bool) for c in config.classes):
-    raise HFFError(f"classes must be integer labels, e.g. (5, 6, 7, 8, 9); got {config.classes}")
-  if config.augment_shift < 0:
-    raise HFFError(f"augment_shift must be >= 0, got {config.augment_shift}")
-  if not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in config.freeze):
-    raise HFFError(f"freeze must be learner indices >= 0, e.g. (0, 1); got {config.freeze}")
+Check = Callable[[str, object], None]
+
+
+def _is_int(v) -> bool:
+  return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_real(v) -> bool:
+  """A finite int or float (not a bool)."""
+  return _is_int(v) or (isinstance(v, float) and math.isfinite(v))
+
+
+def _show(v) -> str:
+  """``repr`` on one line (a ConfigDict's spans several), shortened."""
+  text = " ".join(repr(v).split()) if "\n" in repr(v) else repr(v)
+  return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _typed(v) -> str:
+  return f"{_show(v)} ({type(v).__name__})"
+
+
+def _eg(example: str) -> str:
+  return f"; e.g. {example}" if example else ""
+
+
+def _int(lo: int, hi: int | None = None, eg: str = "") -> Check:
+  """An integer >= ``lo`` (and < ``hi``)."""
+  rule = "> 0" if lo == 1 else f">= {lo}"
+  if hi is not None:
+    rule += f" and < {hi}"
+
+  def check(key, v):
+    if not _is_int(v):
+      raise HFFError(f"{key} must be an integer, got {_typed(v)}{_eg(eg)}")
+    if v < lo or (hi is not None and v >= hi):
+      raise HFFError(f"{key} must be {rule}, got {v!r}{_eg(eg)}")
+
+  return check
+
+
+def _real(lo: float | None = None, *, strict: bool = False, eg: str = "") -> Check:
+  """A finite number (``> lo`` if ``strict``, else ``>= lo``)."""
+
+  def check(key, v):
+    if not _is_real(v):
+      raise HFFError(f"{key} must be a finite number, got {_typed(v)}{_eg(eg)}")
+    if lo is not None and (v <= lo if strict else v < lo):
+      raise HFFError(f"{key} must be {'>' if strict else '>='} {lo:g}, got {v!r}{_eg(eg)}")
+
+  return check
+
+
+def _bool(key, v):
+  if not isinstance(v, bool):
+    raise HFFError(f"{key} must be True or False, got {_typed(v)}")
+
+
+def _str(what: str, *, nonempty: bool = False) -> Check:
+  def check(key, v):
+    if not isinstance(v, str) or (nonempty and not v.strip()):
+      raise HFFError(f"{key} must be {what}, got {_typed(v)}")
+
+  return check
+
+
+def _enum(choices: tuple) -> Check:
+  def check(key, v):
+    if not any(type(v) is type(c) and v == c for c in choices):
+      raise HFFError(f"unknown {key} {_show(v)}; use one of {choices}")
+
+  return check
+
+
+def _seq(
+  rule: str,
+  item: Callable[[object], bool],
+  *,
+  eg: str,
+  empty: bool = True,
+  min_len: int = 1,
+  max_len: int | None = None,
+  distinct: bool = False,
+  whole: Callable[[tuple], bool] | None = None,
+) -> Check:
+  """A tuple (or list) of items that pass ``item``; ``()`` too if ``empty``."""
+
+  def check(key, v):
+    ok = isinstance(v, (tuple, list))
+    if ok and (len(v) or not empty):
+      ok = min_len <= len(v) <= (max_len if max_len is not None else len(v))
+      ok = ok and all(item(x) for x in v)
+      ok = ok and (not distinct or len(set(v)) == len(v))
+      ok = ok and (whole is None or whole(tuple(v)))
+    if not ok:
+      got = _show(v) if isinstance(v, (tuple, list)) else _typed(v)
+      raise HFFError(f"{key} must be {rule}, got {got}{_eg(eg)}")
+
+  return check
+
+
+def _check_validation_split(key, v):
+  _str("a split such as 'train[-5000:]' or 'validation' ('' = none)")(key, v)
+  if not v:
+    return
+  from hffjax.data.sources import parse_split  # noqa: PLC0415  (config files import this module, keep it light)
+
+  try:
+    name, _, _ = parse_split(v)
+  except HFFError as e:
+    raise HFFError(f"{key}: {e}") from None
+  if name == "test":
+    raise HFFError(f"{key} must not be the test split, got {v!r}; carve it from train, e.g. train[-5000:]")
+
+
+def _nonneg_int(x) -> bool:
+  return _is_int(x) and x >= 0
+
+
+def _pos_int(x) -> bool:
+  return _is_int(x) and x > 0
+
+
+CHECKS: dict[str, Check] = {
+  "method": _enum(METHODS),
+  "dataset": _str(
+    "a dataset name: fashion_mnist, mnist, synthetic or a prepared TFDS dataset", nonempty=True
+  ),
+  "data_dir": _str("a folder path ('' = the default places)"),
+  "validation_split": _check_validation_split,
+  "classes": _seq(
+    "integer labels: distinct, >= 0, at least 2 (() = all)",
+    _nonneg_int,
+    min_len=2,
+    distinct=True,
+    eg="(5, 6, 7, 8, 9)",
+  ),
+  "image_size": _int(0, eg="224 (0 = as stored)"),
+  "pixel_mean": _seq(
+    "1 to 4 numbers in [0, 1] (pixels scaled to [0, 1]; one, or one per channel; () = estimate)",
+    lambda x: _is_real(x) and 0 <= x <= 1,
+    max_len=4,
+    eg="(0.5,) or (0.49, 0.48, 0.45)",
+  ),
+  "pixel_std": _seq(
+    "1 to 4 finite numbers > 0 (one, or one per channel; () = estimate)",
+    lambda x: _is_real(x) and x > 0,
+    max_len=4,
+    eg="(0.25,) or (0.25, 0.24, 0.26)",
+  ),
+  "data_workers": _int(0, eg="0 (a reader thread) or 4"),
+  "data_prefetch": _int(1, eg="4"),
+  "data_on_device": _bool,
+  "seed": _int(0, 2**32, eg="0"),
+  "num_epochs": _int(1, eg="10"),
+  "num_steps": _int(0, eg="0 (= use num_epochs) or 10000"),
+  "eval_every_steps": _int(0, eg="0 (= every epoch) or 1000"),
+  "batch_size": _int(1, eg="128"),
+  "steps_per_call": _int(1, eg="1"),
+  "eval_batch_size": _int(1, eg="1000"),
+  "optimizer": _enum(OPTIMIZERS),
+  "learning_rate": _real(0, strict=True, eg="1e-3"),
+  "weight_decay": _real(0, eg="0.0 or 5e-4"),
+  "lr_schedule": _enum(LR_SCHEDULES),
+  "warmup_steps": _int(0, eg="0 or 500"),
+  "augment_flip": _bool,
+  "augment_shift": _int(0, eg="0 or 4"),
+  "loss_weights": _seq(
+    "finite numbers >= 0, one per block, not all 0 (() = all ones)",
+    lambda x: _is_real(x) and x >= 0,
+    whole=lambda v: any(x > 0 for x in v),
+    eg="(1.0, 1.0, 1.0)",
+  ),
+  "margin": _real(0, eg="0.0 or 0.2"),
+  "ensemble_blocks": _seq(
+    "block indices: distinct, >= 0 (() = all)", _nonneg_int, distinct=True, eg="(1, 2)"
+  ),
+  "init_from": _str("a workdir or Orbax checkpoint path ('' = none)"),
+  "freeze": _seq("learner indices: distinct, >= 0 (() = none)", _nonneg_int, distinct=True, eg="(0, 1)"),
+  "checkpoint_every_steps": _int(0, eg="0 (= at each evaluation) or 1000"),
+  "keep_checkpoints": _int(1, eg="3"),
+  "log_every_steps": _int(1, eg="50"),
+  "ff_threshold": _real(eg="2.0"),
+  "model.kind": _enum(MODEL_KINDS),
+  "model.widths": _seq(
+    "one or more layer widths, integers > 0", _pos_int, empty=False, eg="(1000, 1000, 1000)"
+  ),
+  "model.channels": _seq(
+    "one or more stage channel counts, integers > 0", _pos_int, empty=False, eg="(64, 128, 256)"
+  ),
+  "model.pool": _seq(
+    "True or False per model.channels stage (() = no pooling)",
+    lambda x: isinstance(x, bool),
+    eg="(False, True, True)",
+  ),
+  "model.depth": _enum(RESNET_DEPTHS),
+  "model.width": _int(1, eg="64"),
+  "model.stem": _enum(RESNET_STEMS),
+  "model.learner": _enum(RESNET_LEARNERS),
+  "model.norm": _enum(CONV_NORMS),
+  "model.readout": _enum(READOUTS),
+  "model.readout_grid": _int(1, eg="2"),
+  "model.interblock_norm": _enum(INTERBLOCK_NORMS),
+  "model.temperature": _real(0, strict=True, eg="0.1"),
+  "model.learn_temperature": _bool,
+  "model.prototype_init": _enum(PROTOTYPE_INITS),
+  "model.dtype": _enum(MODEL_DTYPES),
+  "synthetic.num_train": _int(1, eg="2048"),
+  "synthetic.num_test": _int(1, eg="512"),
+  "synthetic.image_shape": _seq(
+    "3 integers > 0 (height, width, channels)", _pos_int, empty=False, min_len=3, max_len=3, eg="(28, 28, 1)"
+  ),
+  "synthetic.num_classes": _int(2, eg="10"),
+}
+
+
+def _lookup(config: ml_collections.ConfigDict, key: str):
+  node = config
+  for part in key.split("."):
+    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+      raise HFFError(
+        f"config has no key {key!r}; build configs on hffjax.config.base_config(), which holds every key"
+      )
+    node = node[part]
+  return node
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Refuses values that would fail later or train something silently wrong.
+
+  Every key of :func:`base_config` is checked here (type, range, choices,
+  tuple contents), before data is read or a workdir is touched; each bad
+  value raises an :class:`HFFError` whose one line names the key, the value
+  and what is allowed.
+  """
+  for key, check in CHECKS.items():
+    check(key, _lookup(config, key))
+  mean, std = tuple(config.pixel_mean), tuple(config.pixel_std)
+  if bool(mean) != bool(std):
+    raise HFFError(
+      f"give both pixel_mean and pixel_std, or neither (then they are estimated); got {mean} and {std}"
+    )
+  if len(mean) != len(std):
+    raise HFFError(
+      f"pixel_mean has {len(mean)} values but pixel_std has {len(std)}; give the same number (one, or one per channel)"
+    )
   if config.freeze and not config.init_from:
     raise HFFError(
-      "freeze keeps learners at their initial values; set init_from to the run to load them from"
+      f"freeze={tuple(config.freeze)} keeps learners at their initial values; "
+      "set init_from to the run to load them from"
     )
-  if config.margin < 0:
-    raise HFFError(f"margin must be >= 0, got {config.margin}")
+  m = config.model
+  if m.kind == "cnn" and m.pool and len(m.pool) != len(m.channels):
+    raise HFFError(
+      f"model.pool has {len(m.pool)} entries but model.channels has {len(m.channels)}; "
+      "give one per stage, or () for no pooling"
+    )
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:

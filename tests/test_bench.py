@@ -86,7 +86,7 @@ def test_speed_rows_have_every_field():
 
 def test_resnet_speed_section_has_every_field():
   """K fused steps per call, FLOPs and MFU from the compiled program, HFF/BP for both learner groupings."""
-  section = bench.bench_resnet(**bench.resnet_defaults(quick=True))
+  section = bench.bench_resnet(**{**bench.resnet_defaults(quick=True), "calls": 1, "scaling_examples": 8})
   rows = {(r["method"], r["learner"]): r for r in section["training"]}
   assert set(rows) == {("hff", "block"), ("hff", "stage"), ("bp", "-")}
   assert section["matmul_peak_flops"] > 0

@@ -52,6 +52,7 @@ def test_cifar_config_trains_in_bf16_with_fused_calls(tmp_path):
   c = load_config(os.path.join(ROOT, "configs", "cifar10_resnet18.py"))
   c.model.width, c.model.depth, c.batch_size, c.eval_batch_size = 4, 10, 8, 8
   c.num_steps, c.eval_every_steps, c.validation_split, c.warmup_steps = 10, 10, "", 2
+  c.steps_per_call = 4  # calls of 4, 4 and 2 steps
   ds = make_synthetic(num_train=64, num_test=16, image_shape=(32, 32, 3), num_classes=10, seed=0)
   record, exp, state = train.fit(c, str(tmp_path), dataset=ds, progress=False)
   assert record["step"] == 10 and len(record["layer_accuracy"]) == 4
