@@ -98,10 +98,47 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+def config_dirs() -> list[str]:
+  """Where shipped configs live: the installed package ``hffjax.configs``, and a checkout's ``configs/``."""
+  dirs = []
+  spec = importlib.util.find_spec("hffjax.configs")
+  if spec is not None and spec.submodule_search_locations:
+    dirs.extend(spec.submodule_search_locations)
+  checkout = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+  if os.path.isdir(checkout):
+    dirs.append(checkout)
+  return list(dict.fromkeys(os.path.realpath(d) for d in dirs))
+
+
+def shipped_configs() -> list[str]:
+  """The names of the shipped configs (``fashion_mnist_mlp``, ...)."""
+  names = {
+    f[:-3] for d in config_dirs() for f in os.listdir(d) if f.endswith(".py") and not f.startswith("_")
+  }
+  return sorted(names)
+
+
+def find_config(name_or_path: str) -> str:
+  """A config file's path: ``name_or_path`` itself if it is a file, else the shipped config of that name."""
+  if os.path.isfile(name_or_path):
+    return name_or_path
+  name = os.path.basename(name_or_path)
+  name = name[:-3] if name.endswith(".py") else name
+  # A bare name, or the path a checkout's README gives (configs/NAME.py) used outside the checkout.
+  if os.path.dirname(name_or_path) in ("", "configs"):
+    for folder in config_dirs():
+      candidate = os.path.join(folder, f"{name}.py")
+      if os.path.isfile(candidate):
+        return candidate
+  raise HFFError(
+    f"config {name_or_path} not found: no such file, and no shipped config of that name "
+    f"(shipped: {', '.join(shipped_configs())})"
+  )
+
+
 def load_config(path: str) -> ml_collections.ConfigDict:
-  """Imports a config file and returns its locked ``get_config()``."""
-  if not os.path.isfile(path):
-    raise HFFError(f"config file {path} not found; pass e.g. --config configs/fashion_mnist_mlp.py")
+  """Imports a config file (a path, or the name of a shipped config) and returns its locked ``get_config()``."""
+  path = find_config(path)
   spec = importlib.util.spec_from_file_location("_hffjax_config", path)
   module = importlib.util.module_from_spec(spec)
   try:

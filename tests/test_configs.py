@@ -23,7 +23,9 @@ SHAPES = {
   "cifar100": ((32, 32, 3), 100),
   "imagenet2012": ((224, 224, 3), 1000),
 }
-CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, "configs", "*.py")))
+CONFIGS = sorted(
+  os.path.basename(p)[:-3] for p in glob.glob(os.path.join(ROOT, "configs", "*.py")) if "__init__" not in p
+)
 
 
 def _like(c):
@@ -57,3 +59,16 @@ def test_cifar_config_trains_in_bf16_with_fused_calls(tmp_path):
   record, exp, state = train.fit(c, str(tmp_path), dataset=ds, progress=False)
   assert record["step"] == 10 and len(record["layer_accuracy"]) == 4
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(state.params))  # parameters stay float32
+
+
+def test_shipped_configs_are_found_by_name_from_anywhere(tmp_path, monkeypatch):
+  from hffjax.config import find_config, shipped_configs
+  from hffjax.errors import HFFError
+
+  monkeypatch.chdir(tmp_path)  # outside the checkout
+  assert shipped_configs() == CONFIGS
+  for name in ("fashion_mnist_mlp", "fashion_mnist_mlp.py", "configs/fashion_mnist_mlp.py"):
+    assert os.path.samefile(find_config(name), os.path.join(ROOT, "configs", "fashion_mnist_mlp.py"))
+  assert load_config("fashion_mnist_resnet_bp").method == "bp"  # it loads its HFF twin by path
+  with pytest.raises(HFFError, match="no shipped config of that name .*fashion_mnist_cnn"):
+    find_config("fashion_mnist_transformer")

@@ -1,0 +1,1 @@
+"""The configs hffjax ships: ``hffjax train --config NAME`` finds ``NAME.py`` here (installed as ``hffjax.configs``)."""
