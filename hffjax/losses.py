@@ -44,20 +44,31 @@ def cosine_logits(
 def hff_block_loss(
   logits_BxC: jax.Array,
   labels_B: jax.Array,
+  *,
+  scale: jax.Array | float,
   margin: float = 0.0,
-  scale: jax.Array | float = 1.0,
 ) -> jax.Array:
   """Mean cross-entropy of one block's cosine logits, with an additive margin.
 
   The margin ``m`` is subtracted from the target cosine (so ``scale * m`` from
   the target logit), as in CosFace: the target must beat the other
-  prototypes by ``m`` in cosine before the loss is small.
+  prototypes by ``m`` in cosine before the loss is small. ``scale`` is
+  required because the logits carry it: the margin is in cosine units only
+  when it is multiplied by the same ``1/τ``.
 
   Args:
     logits_BxC: output of :func:`cosine_logits`, ``[B, C]``.
     labels_B: integer class labels, ``[B]``.
+    scale: the ``1/τ`` used for ``logits_BxC`` (a head's ``scale``).
     margin: additive cosine margin ``m >= 0``.
-    scale: the ``1/τ`` used for ``logits_BxC``.
+
+  Example::
+
+    >>> import jax.numpy as jnp
+    >>> from hffjax.losses import hff_block_loss
+    >>> logits = jnp.array([[2.0, 1.0, 0.0]])  # cosines 0.2, 0.1, 0.0 at scale 10
+    >>> round(float(hff_block_loss(logits, jnp.array([0]), scale=10.0, margin=0.1)), 4)
+    0.862
 
   Returns:
     Scalar mean loss.

@@ -1,6 +1,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from hffjax import losses
@@ -39,13 +40,24 @@ def test_prototypes_are_unit_norm_in_the_logits():
 def test_margin_penalises_only_the_target():
   logits = jnp.array([[2.0, 1.0, 0.0]])
   labels = jnp.array([0])
-  plain = losses.hff_block_loss(logits, labels, 0.0, 10.0)
-  with_margin = losses.hff_block_loss(logits, labels, 0.1, 10.0)
+  plain = losses.hff_block_loss(logits, labels, scale=10.0)
+  with_margin = losses.hff_block_loss(logits, labels, scale=10.0, margin=0.1)
   # margin 0.1 at scale 10 lowers the target logit by exactly 1.
   np.testing.assert_allclose(
-    with_margin, losses.hff_block_loss(jnp.array([[1.0, 1.0, 0.0]]), labels), rtol=1e-6
+    with_margin, losses.hff_block_loss(jnp.array([[1.0, 1.0, 0.0]]), labels, scale=10.0), rtol=1e-6
   )
   assert with_margin > plain
+  with pytest.raises(TypeError, match="scale"):
+    losses.hff_block_loss(logits, labels, margin=0.1)  # no silent default scale
+
+
+def test_docstring_examples_run():
+  import doctest
+
+  from hffjax import losses as module
+
+  result = doctest.testmod(module, verbose=False)
+  assert result.attempted >= 1 and result.failed == 0
 
 
 def test_l2_normalize_keeps_zero_vectors_finite():

@@ -38,7 +38,7 @@ def test_gradient_locality(kind):
   def block_loss(params, k):
     m = merge_model(graphdef, params, stats)
     logits = m(x, train=True)[k]
-    return losses.hff_block_loss(logits, y, 0.1, m.heads[k].scale)
+    return losses.hff_block_loss(logits, y, scale=m.heads[k].scale, margin=0.1)
 
   num_blocks = len(params["blocks"])
   for k in range(num_blocks):
@@ -62,7 +62,7 @@ def test_learnable_temperature_is_per_block_and_local():
 
   def loss0(params):
     m = merge_model(graphdef, params, stats)
-    return losses.hff_block_loss(m(x)[0], y)
+    return losses.hff_block_loss(m(x)[0], y, scale=m.heads[0].scale)
 
   grads = jax.grad(loss0)(params)
   assert float(grads["heads"][0]["log_scale"]) != 0.0

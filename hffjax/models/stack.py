@@ -242,7 +242,7 @@ class HFFNet(BlockStack):
     block_logits = self(images, train=True)
     block_loss = jnp.stack(
       [
-        losses.hff_block_loss(logits, labels, self.margin, head.scale)
+        losses.hff_block_loss(logits, labels, scale=head.scale, margin=self.margin)
         for logits, head in zip(block_logits, self.heads, strict=True)
       ]
     )
