@@ -41,6 +41,11 @@ def _parser() -> argparse.ArgumentParser:
   e.add_argument("--workdir", required=True)
   e.add_argument("--data_dir", default=None, help="override the data dir saved with the run")
   e.add_argument("--debug", action="store_true", help="show full tracebacks")
+  pr = sub.add_parser("predict", help="classify image files with a trained run (one JSON line per image)")
+  pr.add_argument("--workdir", required=True)
+  pr.add_argument("images", nargs="+", help="PNG/JPEG files, or folders of them")
+  pr.add_argument("--top_k", type=int, default=3, help="classes to show per image")
+  pr.add_argument("--debug", action="store_true", help="show full tracebacks")
   pl = sub.add_parser("plot", help="write a trained run's figures as PNG")
   pl.add_argument("--workdir", required=True)
   pl.add_argument("--out", default=None, help="folder for the PNGs (default: WORKDIR/plots)")
@@ -126,6 +131,9 @@ def run(argv: list[str]) -> int:
       result = train.evaluate_workdir(args.workdir, args.data_dir)
       if sharding.is_primary():
         print(json.dumps(result))
+    elif args.command == "predict":
+      for line in train.predict_files(args.workdir, args.images, args.top_k):
+        print(json.dumps(line))
     elif args.command == "plot":
       try:
         from hffjax import plots

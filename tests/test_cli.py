@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import ROOT
 from test_data import write_idx_folder
@@ -191,3 +192,33 @@ def test_eval_picks_its_own_batch_for_the_devices_it_has(tmp_path):
 
   result = eval_cli(workdir, env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=3"})
   assert result["step"] == 8 and 0 <= result["test_accuracy"] <= 1
+
+
+def test_predict_image_files(capsys, tmp_path):
+  """`hffjax predict` reads PNGs (any size or mode), agrees with the model on the same pixels, and refuses junk."""
+  from PIL import Image
+
+  from hffjax import predict
+  from hffjax.train import restore_experiment
+
+  workdir = str(tmp_path / "w")
+  assert run(["train", "--config", TINY, "--workdir", workdir, "--config.num_epochs=1"]) == 0
+  exp, state, _ = restore_experiment(workdir)
+  images = exp.dataset.test_images[:3]
+  folder = tmp_path / "images"
+  folder.mkdir()
+  for i, image in enumerate(images):
+    Image.fromarray(image[..., 0]).save(folder / f"{i}.png")
+  Image.fromarray(images[0][..., 0]).convert("RGB").resize((16, 16), Image.NEAREST).save(tmp_path / "big.png")
+  capsys.readouterr()
+  assert run(["predict", "--workdir", workdir, str(folder), str(tmp_path / "big.png"), "--top_k", "2"]) == 0
+  lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+  assert [os.path.basename(r["file"]) for r in lines] == ["0.png", "1.png", "2.png", "big.png"]
+  expected = np.asarray(predict(exp.model(state), images))
+  assert [r["top"][0]["index"] for r in lines[:3]] == expected.tolist()
+  assert lines[3]["top"][0]["index"] == expected[0]  # a 16x16 RGB copy, converted and resized back
+  for r in lines:
+    assert len(r["top"]) == 2 and r["top"][0]["probability"] >= r["top"][1]["probability"]
+  (tmp_path / "junk.png").write_text("not an image")
+  _expect_error(capsys, ["predict", "--workdir", workdir, str(tmp_path / "junk.png")], "cannot read image")
+  _expect_error(capsys, ["predict", "--workdir", workdir, str(tmp_path / "nope.png")], "does not exist")

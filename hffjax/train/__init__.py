@@ -3,7 +3,7 @@
 from hffjax.data.augment import random_shift
 from hffjax.train.evaluate import evaluate, format_summary
 from hffjax.train.experiment import Experiment, build_network, restore_experiment, setup
-from hffjax.train.loop import Preempted, evaluate_workdir, fit, train_and_evaluate
+from hffjax.train.loop import Preempted, evaluate_workdir, fit, predict_files, train_and_evaluate
 from hffjax.train.optim import make_optimizer
 from hffjax.train.predict import PREDICT_MODES, combine_logits, ensemble_blocks, predict
 from hffjax.train.state import TrainState, merge_model, split_model
@@ -26,6 +26,7 @@ __all__ = [
   "make_train_step",
   "merge_model",
   "predict",
+  "predict_files",
   "random_shift",
   "restore_experiment",
   "setup",

@@ -413,3 +413,35 @@ def evaluate_workdir(workdir: str, data_dir: str | None = None) -> dict:
     "params_fingerprint": ckpt_lib.fingerprint(state.params),
     "learner_fingerprints": learner_fingerprints(sharding.fetch(state.params)),
   }
+
+
+def predict_files(workdir: str, paths: list[str], top_k: int = 3) -> list[dict]:
+  """The latest checkpoint's top-``top_k`` classes for each image file (or folder of them).
+
+  Images are converted to the model's channels and resized to its input size.
+  Scores are the model's own rule (HFF and backprop: the last block's logits);
+  ``probability`` is their softmax (Forward-Forward reports ``goodness`` instead).
+  """
+  import numpy as np  # noqa: PLC0415
+
+  from hffjax.data.files import expand_paths, read_images  # noqa: PLC0415
+
+  if top_k < 1:
+    raise HFFError(f"--top_k must be >= 1, got {top_k}")
+  files = expand_paths(paths)
+  exp, state, _ = restore_experiment(workdir)
+  images = read_images(files, exp.dataset.image_shape)
+  model = exp.model(state)
+  scores = np.asarray(model.predict_scores(model(jnp.asarray(images), train=False)), np.float64)
+  names = exp.dataset.class_names or tuple(str(c) for c in range(exp.dataset.num_classes))
+  key = "goodness" if exp.config.method == "ff" else "probability"
+  if key == "probability":
+    scores = np.exp(scores - scores.max(axis=1, keepdims=True))
+    scores /= scores.sum(axis=1, keepdims=True)
+  out = []
+  for path, row in zip(files, scores, strict=True):
+    top = np.argsort(-row, kind="stable")[: min(top_k, len(row))]
+    out.append(
+      {"file": path, "top": [{"class": names[c], "index": int(c), key: round(float(row[c]), 6)} for c in top]}
+    )
+  return out
