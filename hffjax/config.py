@@ -277,6 +277,16 @@ def _str(what: str, *, nonempty: bool = False) -> Check:
   return check
 
 
+def _model_kind(key, v):
+  """A built-in family, or ``"package.module:function"`` naming a block builder (see the block contract)."""
+  if isinstance(v, str) and v.count(":") == 1 and all(part.strip() for part in v.split(":")):
+    return
+  if not any(type(v) is type(c) and v == c for c in MODEL_KINDS):
+    raise HFFError(
+      f"unknown {key} {_show(v)}; use one of {MODEL_KINDS} or 'package.module:function' naming a block builder"
+    )
+
+
 def _enum(choices: tuple) -> Check:
   def check(key, v):
     if not any(type(v) is type(c) and v == c for c in choices):
@@ -394,7 +404,7 @@ CHECKS: dict[str, Check] = {
   "keep_checkpoints": _int(1, eg="3"),
   "log_every_steps": _int(1, eg="50"),
   "ff_threshold": _real(eg="2.0"),
-  "model.kind": _enum(MODEL_KINDS),
+  "model.kind": _model_kind,
   "model.widths": _seq(
     "one or more layer widths, integers > 0", _pos_int, empty=False, eg="(1000, 1000, 1000)"
   ),

@@ -222,3 +222,33 @@ def test_predict_image_files(capsys, tmp_path):
   (tmp_path / "junk.png").write_text("not an image")
   _expect_error(capsys, ["predict", "--workdir", workdir, str(tmp_path / "junk.png")], "cannot read image")
   _expect_error(capsys, ["predict", "--workdir", workdir, str(tmp_path / "nope.png")], "does not exist")
+
+
+def test_a_block_written_outside_hffjax_trains_resumes_and_evaluates(capsys, tmp_path):
+  """configs/fashion_mnist_residual_mlp.py names its own block builder; the CLI rebuilds it from config.json."""
+  workdir = str(tmp_path / "w")
+  argv = [
+    "train",
+    "--config",
+    "fashion_mnist_residual_mlp",
+    "--workdir",
+    workdir,
+    "--config.dataset=synthetic",
+  ]
+  argv += [
+    "--config.validation_split=",
+    "--config.model.widths=(16, 16)",
+    "--config.synthetic.image_shape=(8, 8, 1)",
+  ]
+  assert run([*argv, "--config.num_epochs=1"]) == 0
+  assert run([*argv, "--config.num_epochs=2"]) == 0  # resumed
+  capsys.readouterr()
+  assert run(["eval", "--workdir", workdir]) == 0
+  result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert result["step"] == 2 * 2048 // 128 and len(result["layer_accuracy"]) == 2
+  base = ["train", "--config", TINY, "--workdir", str(tmp_path / "x")]
+  _expect_error(
+    capsys, [*base, "--config.model.kind=no_such_module_xyz:build"], "cannot import no_such_module_xyz"
+  )
+  _expect_error(capsys, [*base, "--config.model.kind=hffjax.losses:nothing"], "hffjax.losses has no nothing")
+  _expect_error(capsys, [*base, "--config.model.kind=hffjax.losses:goodness"], "does not take (model_config")

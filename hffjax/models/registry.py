@@ -12,12 +12,20 @@ need of a block):
 * nothing else: the read-out size ``D`` is found with ``jax.eval_shape``
   (:func:`~hffjax.models.stack.output_shapes`), so a block does not declare it.
 
+A builder ``builder(model_config, *, input_shape, rngs) -> [block, ...]``
+makes a model's blocks. ``model.kind`` names a built-in one (:data:`BUILDERS`)
+or any importable one as ``"package.module:function"``: the run's
+``config.json`` then names it, so ``hffjax eval`` and resuming rebuild the
+same model (``configs/fashion_mnist_residual_mlp.py`` is an example).
+
 A block may be a whole group of layers (a ResNet stage): the block is the
 unit of local learning, the "learner".
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from collections.abc import Callable, Sequence
 
 from flax import nnx
@@ -35,14 +43,48 @@ BUILDERS: dict[str, BlockBuilder] = {"mlp": build_mlp, "cnn": build_cnn, "resnet
 DTYPES = ("float32", "bfloat16")
 
 
+def resolve_builder(kind: str) -> BlockBuilder:
+  """The builder ``model.kind`` names: a built-in family, or ``"package.module:function"``."""
+  if kind in BUILDERS:
+    return BUILDERS[kind]
+  if kind.count(":") != 1:
+    raise HFFError(f"unknown model.kind {kind!r}; use one of {tuple(BUILDERS)} or 'package.module:function'")
+  module_name, attr = kind.split(":")
+  try:
+    builder = getattr(importlib.import_module(module_name), attr)
+  except ImportError as e:
+    raise HFFError(
+      f"model.kind {kind!r}: cannot import {module_name} ({e}); install it or fix the name"
+    ) from None
+  except AttributeError:
+    raise HFFError(
+      f"model.kind {kind!r}: {module_name} has no {attr}; name its block builder function"
+    ) from None
+  if not callable(builder):
+    raise HFFError(
+      f"model.kind {kind!r} is not a function; name a builder(model_config, *, input_shape, rngs)"
+    )
+  return builder
+
+
 def build_blocks(model_config, *, input_shape: tuple[int, int, int], rngs: nnx.Rngs) -> list[nnx.Module]:
   """The blocks a config's ``model`` section describes (shared by HFF and the baselines)."""
-  builder = BUILDERS.get(model_config.kind)
-  if builder is None:
-    raise HFFError(f"unknown model.kind {model_config.kind!r}; use one of {tuple(BUILDERS)}")
+  builder = resolve_builder(model_config.kind)
   if model_config.dtype not in DTYPES:
     raise HFFError(f"unknown model.dtype {model_config.dtype!r}; use one of {DTYPES}")
-  return builder(model_config, input_shape=tuple(input_shape), rngs=rngs)
+  try:
+    inspect.signature(builder).bind(model_config, input_shape=input_shape, rngs=rngs)
+  except (TypeError, ValueError):
+    raise HFFError(
+      f"model.kind {model_config.kind!r} does not take (model_config, *, input_shape, rngs); "
+      "name a block builder (see hffjax/models/registry.py)"
+    ) from None
+  blocks = list(builder(model_config, input_shape=tuple(input_shape), rngs=rngs))
+  if not blocks or not all(isinstance(b, nnx.Module) for b in blocks):
+    raise HFFError(
+      f"model.kind {model_config.kind!r} built {blocks!r:.80}; a builder returns a list of nnx.Modules"
+    )
+  return blocks
 
 
 def build_model(
