@@ -69,3 +69,63 @@ def predict(model: nnx.Module, images, mode: str = "last", blocks: Sequence[int]
     raise HFFError(f"unknown prediction mode {mode!r}; use one of {PREDICT_MODES}")
   graphdef, state = nnx.split(model)
   return _predict(graphdef, state, jnp.asarray(images), mode, None if blocks is None else tuple(blocks))
+
+
+CONFIDENCES = {"softmax": (0.0, 1.0), "margin": (0.0, 2.0)}  # rule -> the range its threshold lives in
+
+
+def check_early_exit(model: nnx.Module, threshold: float, confidence: str) -> None:
+  """Refuses an unknown confidence rule, a threshold outside its range, or a model without per-block classifiers."""
+  if confidence not in CONFIDENCES:
+    raise HFFError(f"unknown confidence rule {confidence!r}; use one of {tuple(CONFIDENCES)}")
+  lo, hi = CONFIDENCES[confidence]
+  if not lo <= float(threshold) <= hi:
+    raise HFFError(f"a {confidence} threshold must be in [{lo:g}, {hi:g}], got {threshold}")
+  if not hasattr(model, "heads"):
+    raise HFFError(
+      f"early exit needs a classifier after every block; this {type(model).__name__} has none "
+      "(train with method='hff')"
+    )
+
+
+def block_confidence(logits_BxC: jax.Array, scale: jax.Array | float, confidence: str) -> jax.Array:
+  """``[B]``: the largest softmax probability, or the gap between the two largest cosines (logits / scale)."""
+  logits_BxC = logits_BxC.astype(jnp.float32)
+  if confidence == "softmax":
+    return jnp.max(jax.nn.softmax(logits_BxC), axis=-1)
+  top2_Bx2 = jax.lax.top_k(logits_BxC, 2)[0]
+  return (top2_Bx2[:, 0] - top2_Bx2[:, 1]) / scale
+
+
+def first_confident_block(
+  block_logits, scales, threshold: float, confidence: str
+) -> tuple[jax.Array, jax.Array]:
+  """``(classes [B], exit block [B])``: each example's prediction at the first block whose confidence is
+  strictly above ``threshold``, else at the last block."""
+  conf_LxB = jnp.stack(
+    [block_confidence(s, k, confidence) for s, k in zip(block_logits, scales, strict=True)]
+  )
+  confident_LxB = conf_LxB > threshold
+  confident_LxB = confident_LxB.at[-1].set(True)  # the last block always answers
+  exit_B = jnp.argmax(confident_LxB, axis=0)
+  classes_LxB = jnp.stack([jnp.argmax(s, axis=-1) for s in block_logits])
+  return jnp.take_along_axis(classes_LxB, exit_B[None], axis=0)[0], exit_B
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "confidence"))
+def _early_exit_all_blocks(graphdef, state, images, threshold, confidence):
+  model = nnx.merge(graphdef, state)
+  scales = [head.scale for head in model.heads]
+  return first_confident_block(model(images, train=False), scales, threshold, confidence)
+
+
+def early_exit_reference(model: nnx.Module, images, threshold: float, confidence: str = "softmax"):
+  """Early-exit predictions computed the plain way: every block runs, then each example takes the answer
+  of its first confident block. The definition the compute-saving forms are checked against.
+
+  Returns:
+    ``(classes [B], exit_block [B])``.
+  """
+  check_early_exit(model, threshold, confidence)
+  graphdef, state = nnx.split(model)
+  return _early_exit_all_blocks(graphdef, state, jnp.asarray(images), jnp.float32(threshold), confidence)

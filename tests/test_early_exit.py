@@ -1,0 +1,57 @@
+"""Early-exit inference: the definition (first block whose confidence is strictly above the threshold)."""
+
+import jax
+import numpy as np
+import pytest
+
+from hffjax.baselines import build_bp_model
+from hffjax.config import base_config
+from hffjax.errors import HFFError
+from hffjax.models import build_model
+from hffjax.train.predict import early_exit_reference
+
+X = jax.random.uniform(jax.random.key(0), (16, 8, 8, 1), maxval=255.0)
+
+
+def _model(kind="mlp"):
+  c = base_config().model
+  c.kind, c.widths, c.channels, c.pool = kind, (16, 12, 8), (4, 6, 8), (False, True, True)
+  return build_model(c, input_shape=(8, 8, 1), num_classes=5, seed=0)
+
+
+@pytest.mark.parametrize("confidence,top", [("softmax", 1.0), ("margin", 2.0)])
+def test_threshold_bounds_pick_the_first_and_the_last_block(confidence, top):
+  model = _model()
+  logits = model(X)
+  first, at = early_exit_reference(model, X, 0.0, confidence)
+  if confidence == "softmax":  # every softmax maximum of 5 classes is above 0
+    assert np.all(np.asarray(at) == 0)
+    np.testing.assert_array_equal(first, np.argmax(logits[0], -1))
+  last, at = early_exit_reference(model, X, top, confidence)  # nothing is strictly above the top
+  assert np.all(np.asarray(at) == 2)
+  np.testing.assert_array_equal(last, np.argmax(logits[-1], -1))
+
+
+def test_each_example_leaves_at_its_first_confident_block():
+  model = _model("cnn")
+  logits = [np.asarray(jax.nn.softmax(s)) for s in model(X)]
+  threshold = float(np.median(logits[1].max(-1)))
+  classes, at = map(np.asarray, early_exit_reference(model, X, threshold))
+  for i in range(len(X)):
+    confident = [b for b in range(3) if logits[b][i].max() > threshold] + [2]
+    assert at[i] == confident[0] and classes[i] == logits[at[i]][i].argmax()
+
+
+def test_bad_early_exit_requests_are_one_line():
+  model = _model()
+  for threshold, confidence, fragment in (
+    (1.5, "softmax", "[0, 1]"),
+    (-0.1, "margin", "[0, 2]"),
+    (0.5, "entropy", "use one of"),
+  ):
+    with pytest.raises(HFFError, match=fragment.replace("[", r"\[")):
+      early_exit_reference(model, X, threshold, confidence)
+  c = base_config().model
+  c.widths = (16, 12)
+  with pytest.raises(HFFError, match="classifier after every block"):
+    early_exit_reference(build_bp_model(c, input_shape=(8, 8, 1), num_classes=5, seed=0), X, 0.5)
