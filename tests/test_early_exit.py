@@ -55,3 +55,27 @@ def test_bad_early_exit_requests_are_one_line():
   c.widths = (16, 12)
   with pytest.raises(HFFError, match="classifier after every block"):
     early_exit_reference(build_bp_model(c, input_shape=(8, 8, 1), num_classes=5, seed=0), X, 0.5)
+
+
+def test_batch_serving_and_batch_1_agree_with_the_definition_without_recompiling():
+  from hffjax.train.early_exit import EarlyExit
+
+  model = _model("cnn")
+  images = np.asarray(jax.random.uniform(jax.random.key(3), (40, 8, 8, 1), maxval=255.0))
+  threshold = float(np.median(np.asarray(jax.nn.softmax(model(images)[0])).max(-1)))
+  want_classes, want_exits = map(np.asarray, early_exit_reference(model, images, threshold))
+  assert 0 < (want_exits == 0).sum() < len(images)  # some leave early, some go on
+  server = EarlyExit(model, threshold, max_bucket=8)
+  classes, exits = server.predict([images[:13], images[13:20], images[20:]])  # uneven batches
+  np.testing.assert_array_equal(classes, want_classes)
+  np.testing.assert_array_equal(exits, want_exits)
+  compiled = server.traces
+  assert compiled <= 3 * len(server.buckets)
+  # Another stream with other batch sizes (so other compaction) compiles nothing new.
+  again = server.predict([images[i : i + 5] for i in range(0, 40, 5)])
+  np.testing.assert_array_equal(again[0], want_classes)
+  assert server.traces == compiled
+  for i in range(0, 40, 7):
+    assert server.predict_one(images[i]) == (want_classes[i], want_exits[i])
+  flops = server.block_flops()
+  assert len(flops) == 3 and all(f > 0 for f in flops)

@@ -1,0 +1,114 @@
+"""Early-exit inference that saves compute: an example stops at its first confident block.
+
+Each block runs as its own jitted function (block ``l``'s activity in; its
+activity, prediction and confidence out). Between blocks the examples still
+undecided are compacted on the host and pooled across batches, and every
+call runs on a bucket of a fixed size (powers of two), so a stream of batches
+compiles each block at most once per bucket, whatever their compaction.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from hffjax.models.stack import interblock_normalize
+from hffjax.train.predict import block_confidence, check_early_exit
+
+
+class EarlyExit:
+  """Serves an :class:`~hffjax.models.HFFNet` with early exit.
+
+  Args:
+    model: a trained HFF model.
+    threshold: an example leaves at the first block whose confidence is strictly above this.
+    confidence: ``"softmax"`` (largest probability, in [0, 1]) or ``"margin"`` (gap between the two
+      largest cosines, in [0, 2]).
+    max_bucket: the largest call; buckets are the powers of two up to it.
+  """
+
+  def __init__(self, model: nnx.Module, threshold: float, confidence: str = "softmax", max_bucket: int = 256):
+    check_early_exit(model, threshold, confidence)
+    self.threshold = float(threshold)
+    self.num_blocks = model.num_blocks
+    self.input_shape = tuple(model.input_shape)
+    self.buckets = [1 << i for i in range(max(int(max_bucket), 1).bit_length()) if 1 << i <= max_bucket]
+    self.traces = 0  # how many times a block function was traced (= compiled), for tests
+    graphdef, self._state = nnx.split(model)
+
+    def block_fn(state, x, block: int):
+      self.traces += 1
+      m = nnx.merge(graphdef, state)
+      h = m.normalize_images(x) if block == 0 else interblock_normalize(x, m.interblock_norm)
+      a, r = m.blocks[block](h, train=False)
+      logits = m.heads[block](r)
+      return a, jnp.argmax(logits, -1), block_confidence(logits, m.heads[block].scale, confidence)
+
+    self._block = jax.jit(block_fn, static_argnums=2)
+
+  def _bucket(self, n: int) -> int:
+    return next(b for b in self.buckets if b >= n)
+
+  def _run(self, block: int, x: np.ndarray):
+    """One call of ``block`` on ``len(x) <= max bucket`` examples, padded to a bucket."""
+    n, size = len(x), self._bucket(len(x))
+    padded = np.concatenate([x, np.zeros((size - n, *x.shape[1:]), x.dtype)]) if size > n else x
+    a, classes, conf = self._block(self._state, padded, block)
+    return np.asarray(a)[:n], np.asarray(classes)[:n], np.asarray(conf)[:n]
+
+  def predict(self, batches) -> tuple[np.ndarray, np.ndarray]:
+    """``(classes, exit_block)`` for every example of an iterable of image batches, in order.
+
+    Undecided examples wait in a pool per block until a full bucket is ready
+    (or the stream ends), so calls stay full as examples leave.
+    """
+    pools = [[] for _ in range(self.num_blocks)]  # per block: [(ids, inputs), ...] waiting
+    classes, exits, seen = {}, {}, 0
+    top = self.buckets[-1]
+
+    def drain(block: int, final: bool):
+      waiting = sum(len(ids) for ids, _ in pools[block])
+      while waiting >= top or (final and waiting):
+        ids = np.concatenate([i for i, _ in pools[block]])
+        xs = np.concatenate([x for _, x in pools[block]])
+        take = min(top, len(ids))
+        pools[block] = [(ids[take:], xs[take:])] if take < len(ids) else []
+        waiting -= take
+        a, cls, conf = self._run(block, xs[:take])
+        done = (conf > self.threshold) | (block == self.num_blocks - 1)
+        for i, c in zip(ids[:take][done], cls[done], strict=True):
+          classes[int(i)], exits[int(i)] = int(c), block
+        if not done.all():
+          pools[block + 1].append((ids[:take][~done], a[~done]))
+
+    for images in batches:
+      images = np.asarray(images)
+      pools[0].append((np.arange(seen, seen + len(images)), images))
+      seen += len(images)
+      for block in range(self.num_blocks):
+        drain(block, final=False)
+    for block in range(self.num_blocks):
+      drain(block, final=True)
+    order = range(seen)
+    return np.asarray([classes[i] for i in order], np.int32), np.asarray([exits[i] for i in order], np.int32)
+
+  def predict_one(self, image: np.ndarray) -> tuple[int, int]:
+    """Batch-1 latency form: ``(class, exit block)`` of one image, running blocks until one is confident."""
+    x = np.asarray(image)[None]
+    for block in range(self.num_blocks):
+      x, cls, conf = self._run(block, x)
+      if conf[0] > self.threshold or block == self.num_blocks - 1:
+        return int(cls[0]), block
+    raise AssertionError("unreachable")
+
+  def block_flops(self) -> list[float]:
+    """Each block's compiled FLOPs per example (at the largest bucket), from XLA's cost analysis."""
+    x = jax.ShapeDtypeStruct((self.buckets[-1], *self.input_shape), jnp.uint8)
+    out = []
+    for block in range(self.num_blocks):
+      compiled = self._block.lower(self._state, x, block).compile()
+      out.append(float(compiled.cost_analysis()["flops"]) / self.buckets[-1])
+      x = jax.eval_shape(lambda s, x, b=block: self._block(s, x, b)[0], self._state, x)
+    return out
