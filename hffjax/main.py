@@ -40,6 +40,23 @@ def _parser() -> argparse.ArgumentParser:
   e = sub.add_parser("eval", help="evaluate the latest checkpoint of a workdir")
   e.add_argument("--workdir", required=True)
   e.add_argument("--data_dir", default=None, help="override the data dir saved with the run")
+  e.add_argument(
+    "--early_exit",
+    action="store_true",
+    help="accuracy, compute and speed of early exit over a threshold grid",
+  )
+  e.add_argument("--confidence", default="softmax", help="--early_exit: softmax (max probability) or margin")
+  e.add_argument(
+    "--thresholds",
+    default=None,
+    help="--early_exit: comma-separated thresholds (default: a grid for the rule)",
+  )
+  e.add_argument(
+    "--target_loss",
+    type=float,
+    default=0.002,
+    help="--early_exit: accuracy loss allowed on the validation split",
+  )
   e.add_argument("--debug", action="store_true", help="show full tracebacks")
   pr = sub.add_parser("predict", help="classify image files with a trained run (one JSON line per image)")
   pr.add_argument("--workdir", required=True)
@@ -127,7 +144,19 @@ def run(argv: list[str]) -> int:
         print(json.dumps({k: result[k] for k in keys if k in result}))
     elif args.command == "eval":  # on a cluster's job of several processes, all of them evaluate
       sharding.initialize_distributed()
-    if args.command == "eval":
+    if args.command == "eval" and args.early_exit:
+      from hffjax.train.early_exit import evaluate_early_exit
+
+      if args.data_dir:
+        raise HFFError("--early_exit evaluates on the run's own data; leave out --data_dir")
+      try:
+        grid = [float(t) for t in args.thresholds.split(",")] if args.thresholds else None
+      except ValueError:
+        raise HFFError(f"--thresholds must be comma-separated numbers, got {args.thresholds!r}") from None
+      result = evaluate_early_exit(args.workdir, args.confidence, grid, target_loss=args.target_loss)
+      if sharding.is_primary():
+        print(json.dumps(result))
+    elif args.command == "eval":
       result = train.evaluate_workdir(args.workdir, args.data_dir)
       if sharding.is_primary():
         print(json.dumps(result))

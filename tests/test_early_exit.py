@@ -79,3 +79,29 @@ def test_batch_serving_and_batch_1_agree_with_the_definition_without_recompiling
     assert server.predict_one(images[i]) == (want_classes[i], want_exits[i])
   flops = server.block_flops()
   assert len(flops) == 3 and all(f > 0 for f in flops)
+
+
+def test_eval_early_exit_prints_the_curve_and_a_threshold_chosen_on_validation(tmp_path, capsys):
+  import json
+  import os
+
+  from conftest import ROOT
+
+  from hffjax.main import run
+
+  workdir = str(tmp_path / "w")
+  tiny = os.path.join(ROOT, "configs", "tiny.py")
+  assert run(["train", "--config", tiny, "--workdir", workdir, "--config.validation_split=train[-64:]"]) == 0
+  capsys.readouterr()
+  assert run(["eval", "--workdir", workdir, "--early_exit", "--thresholds", "0.3,0.9,1.0"]) == 0
+  result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert {"accuracy", "examples_per_second", "flops_per_example"} <= set(result["full"])
+  rows = result["thresholds"]
+  assert [r["threshold"] for r in rows] == [0.3, 0.9, 1.0]
+  for r in rows:
+    assert abs(sum(r["exit_fraction"]) - 1) < 1e-9 and 1 <= r["mean_blocks"] <= 2
+  assert rows[-1]["mean_blocks"] == 2 and rows[-1]["accuracy"] == result["full"]["accuracy"]
+  assert rows[0]["flops_per_example"] <= rows[1]["flops_per_example"] <= rows[2]["flops_per_example"]
+  assert result["chosen"]["threshold"] in (0.3, 0.9, 1.0)
+  assert run(["eval", "--workdir", workdir, "--early_exit", "--thresholds", "1.5"]) == 2
+  assert "[0, 1]" in capsys.readouterr().err

@@ -112,3 +112,109 @@ class EarlyExit:
       out.append(float(compiled.cost_analysis()["flops"]) / self.buckets[-1])
       x = jax.eval_shape(lambda s, x, b=block: self._block(s, x, b)[0], self._state, x)
     return out
+
+
+SOFTMAX_GRID = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
+MARGIN_GRID = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6)
+
+
+def _split_batches(ds, split: str, batch_size: int) -> tuple[list[np.ndarray], np.ndarray]:
+  """A split's images as host batches, and all its labels (streamed splits are read once)."""
+  from hffjax.data.pipeline import eval_iterator  # noqa: PLC0415
+
+  images, labels = [], []
+  for b in eval_iterator(ds, split, batch_size):
+    mask = np.asarray(b["mask"], bool)
+    images.append(np.asarray(b["image"])[mask])
+    labels.append(np.asarray(b["label"])[mask])
+  return images, np.concatenate(labels)
+
+
+def _timed(fn):
+  import time  # noqa: PLC0415
+
+  fn()  # compile every shape first
+  start = time.perf_counter()
+  out = fn()
+  return out, time.perf_counter() - start
+
+
+def evaluate_early_exit(
+  workdir: str,
+  confidence: str = "softmax",
+  thresholds=None,
+  *,
+  target_loss: float = 0.002,
+  batch_size: int = 1000,
+  max_bucket: int = 256,
+) -> dict:
+  """Accuracy, compute and speed of early exit on the test split, over a grid of thresholds.
+
+  Returns a dict with ``full`` (ordinary inference: ``accuracy``,
+  ``examples_per_second``, ``flops_per_example``), ``block_flops`` (per
+  example), ``thresholds`` (one dict per threshold: ``threshold``,
+  ``accuracy``, ``mean_blocks``, ``exit_fraction`` per block,
+  ``flops_per_example``, ``examples_per_second``) and, when the run has a
+  validation split, ``chosen``: the threshold with the least compute whose
+  *validation* accuracy is at most ``target_loss`` below full inference there.
+  """
+  from hffjax.train.experiment import restore_experiment  # noqa: PLC0415
+  from hffjax.train.predict import CONFIDENCES  # noqa: PLC0415
+
+  exp, state, step = restore_experiment(workdir)
+  model = exp.model(state)
+  grid = tuple(thresholds) if thresholds else (SOFTMAX_GRID if confidence == "softmax" else MARGIN_GRID)
+  for t in grid:
+    check_early_exit(model, t, confidence)
+  top = CONFIDENCES[confidence][1]
+
+  def measure(split: str) -> tuple[dict, list[dict], list[float]]:
+    batches, labels = _split_batches(exp.dataset, split, batch_size)
+    full_server = EarlyExit(model, top, confidence, max_bucket)  # nothing is above the top: every block runs
+    (full_classes, _), full_seconds = _timed(lambda: full_server.predict(batches))
+    block_flops = full_server.block_flops()
+    full = {
+      "accuracy": float(np.mean(full_classes == labels)),
+      "examples_per_second": len(labels) / full_seconds,
+      "flops_per_example": sum(block_flops),
+    }
+    rows = []
+    for t in grid:
+      server = EarlyExit(model, t, confidence, max_bucket)
+      (classes, exits), seconds = _timed(lambda s=server: s.predict(batches))
+      counts = np.bincount(exits, minlength=model.num_blocks)
+      rows.append(
+        {
+          "threshold": float(t),
+          "accuracy": float(np.mean(classes == labels)),
+          "mean_blocks": float(np.mean(exits + 1)),
+          "exit_fraction": (counts / len(labels)).tolist(),
+          "flops_per_example": float(np.dot(counts / len(labels), np.cumsum(block_flops))),
+          "examples_per_second": len(labels) / seconds,
+        }
+      )
+    return full, rows, block_flops
+
+  full, rows, block_flops = measure("test")
+  result = {
+    "step": step,
+    "confidence": confidence,
+    "full": full,
+    "block_flops": block_flops,
+    "thresholds": rows,
+  }
+  if exp.dataset.validation is not None:
+    val_full, val_rows, _ = measure("validation")
+    ok = [r for r in val_rows if val_full["accuracy"] - r["accuracy"] <= target_loss]
+    if ok:
+      best = min(ok, key=lambda r: r["flops_per_example"])
+      test_row = next(r for r in rows if r["threshold"] == best["threshold"])
+      result["chosen"] = {
+        "threshold": best["threshold"],
+        "target_loss": target_loss,
+        "validation_accuracy_loss": val_full["accuracy"] - best["accuracy"],
+        "test_accuracy": test_row["accuracy"],
+        "test_speedup": test_row["examples_per_second"] / full["examples_per_second"],
+        "test_flops_fraction": test_row["flops_per_example"] / full["flops_per_example"],
+      }
+  return result
