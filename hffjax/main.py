@@ -155,6 +155,13 @@ def run(argv: list[str]) -> int:
         raise HFFError(f"--thresholds must be comma-separated numbers, got {args.thresholds!r}") from None
       result = evaluate_early_exit(args.workdir, args.confidence, grid, target_loss=args.target_loss)
       if sharding.is_primary():
+        from hffjax.io import storage
+        from hffjax.train.early_exit import EARLY_EXIT_FILE
+
+        try:  # kept for `hffjax plot`
+          storage.write_atomic(storage.join(args.workdir, EARLY_EXIT_FILE), json.dumps(result))
+        except OSError as e:
+          print(f"hffjax: warning: {storage.describe_os_error(e, args.workdir)}", file=sys.stderr)
         print(json.dumps(result))
     elif args.command == "eval":
       result = train.evaluate_workdir(args.workdir, args.data_dir)

@@ -18,6 +18,7 @@ from hffjax.errors import HFFError
 from hffjax.io import writers as metrics_log
 from hffjax.models import HFFNet
 from hffjax.train import predict
+from hffjax.train.early_exit import EARLY_EXIT_FILE
 
 
 def accuracy_figure(records: list[dict]) -> Figure:
@@ -127,6 +128,24 @@ def inference_time_figure(
   return fig, {"hff_seconds": times["HFF (1 pass)"], "ff_seconds": times[f"FF ({model.num_classes} passes)"]}
 
 
+def early_exit_figure(result: dict) -> Figure:
+  """Test accuracy against compute (FLOPs per example, as a fraction of full inference) over the thresholds."""
+  full = result["full"]
+  rows = result["thresholds"]
+  x = [r["flops_per_example"] / full["flops_per_example"] for r in rows]
+  y = [100 * r["accuracy"] for r in rows]
+  fig = Figure(figsize=(6, 4), layout="constrained")
+  ax = fig.add_subplot()
+  ax.plot(x, y, marker="o", label=f"early exit ({result['confidence']} threshold)")
+  for r, xi, yi in zip(rows, x, y, strict=True):
+    ax.annotate(f"{r['threshold']:g}", (xi, yi), textcoords="offset points", xytext=(4, -10), fontsize=7)
+  ax.axhline(100 * full["accuracy"], color="k", ls="--", label="every block (full inference)")
+  ax.set(xlabel="FLOPs per example ÷ full inference", ylabel="test accuracy (%)", title="Anytime inference")
+  ax.grid(alpha=0.3)
+  ax.legend()
+  return fig
+
+
 def write_figures(
   workdir: str, out_dir: str | None = None, data_dir: str | None = None, num_examples: int = 2000
 ) -> list[str]:
@@ -156,6 +175,12 @@ def write_figures(
     "prediction_rules": prediction_rules_figure(result),
     "inference_time": inference_time_figure(model, exp.config.model, images[: min(len(images), 1000)])[0],
   }
+  early_path = os.path.join(workdir, EARLY_EXIT_FILE)
+  if os.path.exists(early_path):  # written by `hffjax eval --early_exit`
+    import json  # noqa: PLC0415
+
+    with open(early_path) as f:
+      figures["early_exit"] = early_exit_figure(json.load(f))
   paths = []
   for name, fig in figures.items():
     path = os.path.join(out_dir, f"{name}.png")

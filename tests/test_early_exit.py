@@ -105,3 +105,6 @@ def test_eval_early_exit_prints_the_curve_and_a_threshold_chosen_on_validation(t
   assert result["chosen"]["threshold"] in (0.3, 0.9, 1.0)
   assert run(["eval", "--workdir", workdir, "--early_exit", "--thresholds", "1.5"]) == 2
   assert "[0, 1]" in capsys.readouterr().err
+  # `hffjax plot` draws the curve the last --early_exit evaluation saved.
+  assert run(["plot", "--workdir", workdir]) == 0
+  assert os.path.getsize(os.path.join(workdir, "plots", "early_exit.png")) > 0

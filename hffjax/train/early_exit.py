@@ -114,6 +114,7 @@ class EarlyExit:
     return out
 
 
+EARLY_EXIT_FILE = "early_exit.json"  # in the workdir: the last `hffjax eval --early_exit`, for `hffjax plot`
 SOFTMAX_GRID = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
 MARGIN_GRID = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6)
 
