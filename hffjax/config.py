@@ -21,6 +21,7 @@ from hffjax.errors import HFFError
 METHODS = ("hff", "bp", "ff")
 OPTIMIZERS = ("adam", "adamw")
 LR_SCHEDULES = ("constant", "cosine")
+TRAIN_MODES = ("fused", "lean")
 # The models' own option lists, repeated here so that this module imports without JAX
 # (tests/test_config_validation.py checks they match hffjax.models).
 MODEL_KINDS = ("mlp", "cnn", "resnet")  # hffjax.models.registry.BUILDERS
@@ -54,6 +55,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_every_steps = 0  # 0 = at the end of every epoch
   c.batch_size = 128
   c.steps_per_call = 1  # training steps fused into one device call (lax.scan); metrics fetched per call
+  c.train_mode = "fused"  # hff: "fused" (one value_and_grad of the sum) | "lean" (block by block, in order)
   c.eval_batch_size = 1000
   c.optimizer = "adam"  # "adam" | "adamw"
   c.learning_rate = 1e-3
@@ -380,6 +382,7 @@ CHECKS: dict[str, Check] = {
   "eval_every_steps": _int(0, eg="0 (= every epoch) or 1000"),
   "batch_size": _int(1, eg="128"),
   "steps_per_call": _int(1, eg="1"),
+  "train_mode": _enum(TRAIN_MODES),
   "eval_batch_size": _int(1, eg="1000"),
   "optimizer": _enum(OPTIMIZERS),
   "learning_rate": _real(0, strict=True, eg="1e-3"),
@@ -472,6 +475,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
       f"freeze={tuple(config.freeze)} keeps learners at their initial values; "
       "set init_from to the run to load them from"
     )
+  if config.train_mode == "lean" and config.method != "hff":
+    raise HFFError(f"train_mode='lean' trains HFF block by block; method={config.method!r} needs 'fused'")
   m = config.model
   if m.kind == "cnn" and m.pool and len(m.pool) != len(m.channels):
     raise HFFError(

@@ -74,6 +74,7 @@ BAD = {
     ("64", "batch_size must be an integer"),
   ],
   "steps_per_call": [(0, "steps_per_call must be > 0")],
+  "train_mode": [("layerwise", "unknown train_mode"), ("", "unknown train_mode")],
   "eval_batch_size": [(0, "eval_batch_size must be > 0")],
   "optimizer": [("sgd", "unknown optimizer")],
   "learning_rate": [

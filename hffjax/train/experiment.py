@@ -85,6 +85,7 @@ class Experiment:
       augment_flip=self.config.augment_flip,
       augment_shift=self.config.augment_shift,
       seed=self.config.seed,
+      lean=self.config.train_mode == "lean",
     )
     if self.stacked:
       step = make_multi_step(step, num_steps)

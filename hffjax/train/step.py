@@ -15,9 +15,62 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
+from hffjax import losses
 from hffjax.data.augment import random_flip, random_shift
+from hffjax.models.stack import interblock_normalize
 from hffjax.train.predict import combine_logits
 from hffjax.train.state import TrainState, merge_model
+
+
+def lean_value_and_grad(graphdef: nnx.GraphDef, params: dict, batch_stats: dict, images, labels):
+  """The HFF objective and its gradient, one block at a time, in that order (``train_mode="lean"``).
+
+  Block ``l``'s forward, loss and gradient are computed before block ``l+1``
+  starts: its input and block ``l``'s gradient pass through one
+  ``optimization_barrier``, so the compiler cannot schedule block ``l+1``'s
+  forward before block ``l``'s backward, and block ``l``'s activations can be
+  freed once the next block has its input. Same values as the fused
+  ``value_and_grad`` of the sum (the blocks are independent by construction).
+
+  Returns:
+    ``((total, (block_loss [L], block_logits, new_batch_stats)), grads)``, shaped like the fused step's.
+  """
+  model = merge_model(graphdef, params, batch_stats)
+  h = model.normalize_images(images)
+  grads = {"blocks": {}, "heads": {}}
+  new_stats = {"blocks": {}} if "blocks" in batch_stats else {}
+  block_loss, block_logits = [], []
+  for i, (block, head) in enumerate(zip(model.blocks, model.heads, strict=True)):
+    if i > 0:
+      h = interblock_normalize(h, model.interblock_norm)
+    x = jax.lax.stop_gradient(h)
+    block_def, _, block_rest = nnx.split(block, nnx.Param, ...)
+    head_def, _, head_rest = nnx.split(head, nnx.Param, ...)
+    block_rest, head_rest = nnx.to_pure_dict(block_rest), nnx.to_pure_dict(head_rest)
+    weight = model.loss_weights[i]
+
+    def loss_fn(p_block, p_head, x=x, block_def=block_def, block_rest=block_rest, head_def=head_def,
+                head_rest=head_rest, i=i, weight=weight):  # fmt: skip
+      b = nnx.merge(block_def, nnx.State(p_block), nnx.State(block_rest))
+      hd = nnx.merge(head_def, nnx.State(p_head), nnx.State(head_rest))
+      a, r = b(x, train=i not in model.frozen)
+      logits = hd(r)
+      loss = losses.hff_block_loss(logits, labels, scale=hd.scale, margin=model.margin)
+      return weight * loss, (loss, a, logits, nnx.to_pure_dict(nnx.state(b, nnx.BatchStat)))
+
+    (_, (loss, a, logits, stats)), (g_block, g_head) = jax.value_and_grad(
+      loss_fn, argnums=(0, 1), has_aux=True
+    )(params["blocks"][i], params["heads"][i])
+    # Block i's gradient is done before block i+1 may start.
+    h, g_block, g_head = jax.lax.optimization_barrier((a, g_block, g_head))
+    grads["blocks"][i], grads["heads"][i] = g_block, g_head
+    if "blocks" in new_stats:
+      new_stats["blocks"][i] = stats
+    block_loss.append(loss)
+    block_logits.append(logits)
+  block_loss = jnp.stack(block_loss)
+  total = jnp.dot(jnp.asarray(model.loss_weights, jnp.float32), block_loss)
+  return (total, (block_loss, block_logits, new_stats)), grads
 
 
 def make_train_step(
@@ -27,6 +80,7 @@ def make_train_step(
   augment_flip: bool = False,
   augment_shift: int = 0,
   seed: int = 0,
+  lean: bool = False,
 ):
   """The pure fused step ``(state, images_B…, labels_B) -> (state, metrics)``.
 
@@ -49,9 +103,14 @@ def make_train_step(
       new_stats = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
       return total, (block_loss, block_scores, new_stats)
 
-    (total, (block_loss, block_scores, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      state.params
-    )
+    if lean:
+      (total, (block_loss, block_scores, new_stats)), grads = lean_value_and_grad(
+        graphdef, state.params, state.batch_stats, images, labels
+      )
+    else:
+      (total, (block_loss, block_scores, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params
+      )
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     new_state = state.replace(
       step=state.step + 1,
