@@ -9,7 +9,6 @@ Needs root for the tmpfs mounts (full disk, read-only disk); without it those ro
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import subprocess
 import sys
@@ -19,19 +18,10 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
+from conftest import tree_hashes as hashes  # noqa: E402  (SHA-256 of every file under a folder)
 from test_data import write_idx_folder  # noqa: E402  (writes small IDX files)
 
 TINY = "configs/tiny.py"
-
-
-def hashes(folder: str) -> dict:
-  out = {}
-  for root, _, files in os.walk(folder):
-    for name in files:
-      path = os.path.join(root, name)
-      with open(path, "rb") as f:
-        out[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
-  return out
 
 
 def hffjax(*args: str, wait: bool = True):

@@ -33,3 +33,16 @@ def eval_cli(workdir, env=None) -> dict:
   )
   assert proc.returncode == 0, proc.stderr[-2000:]
   return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def tree_hashes(folder) -> dict:
+  """``{relative path: SHA-256}`` of every file under ``folder``: to show a workdir was left unchanged."""
+  import hashlib  # noqa: PLC0415
+
+  out = {}
+  for root, _, files in os.walk(folder):
+    for name in files:
+      path = os.path.join(root, name)
+      with open(path, "rb") as f:
+        out[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
+  return out

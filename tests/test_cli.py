@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, tree_hashes
 from test_data import write_idx_folder
 
 from hffjax.main import run
@@ -148,16 +148,6 @@ def test_nan_stops_training_and_keeps_last_good_checkpoint(capsys, tmp_path):
   assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["step"] == 1
 
 
-def _hashes(folder) -> dict:
-  import hashlib  # noqa: PLC0415
-
-  return {
-    str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-    for p in folder.rglob("*")
-    if p.is_file()
-  }
-
-
 def test_eval_on_other_data(capsys, tmp_path):
   """Classes come from the data; other classes, other data for a synthetic run are refused; the epoch is the run's."""
   ten, five, big = tmp_path / "ten", tmp_path / "five", tmp_path / "big"
@@ -168,14 +158,14 @@ def test_eval_on_other_data(capsys, tmp_path):
   argv = ["train", "--config", TINY, "--workdir", str(workdir), "--config.dataset=fashion_mnist"]
   assert run([*argv, f"--config.data_dir={ten}", "--config.synthetic.image_shape=(28, 28, 1)"]) == 0
   capsys.readouterr()
-  before = _hashes(workdir)
+  before = tree_hashes(workdir)
   _expect_error(
     capsys, ["eval", "--workdir", str(workdir), "--data_dir", str(five)], "10 classes but this data has"
   )
   # 640 training images instead of 64: the checkpoint's epoch is still the run's own (2 epochs).
   assert run(["eval", "--workdir", str(workdir), "--data_dir", str(big)]) == 0
   assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["epoch"] == 2
-  assert _hashes(workdir) == before
+  assert tree_hashes(workdir) == before
   synthetic = tmp_path / "s"
   assert run(["train", "--config", TINY, "--workdir", str(synthetic), "--config.num_epochs=1"]) == 0
   capsys.readouterr()

@@ -9,7 +9,6 @@ says so.
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import signal
@@ -20,6 +19,7 @@ import time
 
 import pytest
 from conftest import ROOT
+from conftest import tree_hashes as _hashes
 
 from hffjax.io import writers
 
@@ -36,16 +36,6 @@ def _one_error_line(proc) -> str:
   assert proc.returncode == 2, proc.stderr[-2000:]
   assert len(lines) == 1 and lines[0].startswith("hffjax: error: "), proc.stderr[-2000:]
   return lines[0]
-
-
-def _hashes(folder) -> dict:
-  out = {}
-  for root, _, files in os.walk(folder):
-    for name in files:
-      path = os.path.join(root, name)
-      with open(path, "rb") as f:
-        out[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
-  return out
 
 
 @contextlib.contextmanager
