@@ -6,12 +6,11 @@ test_every_key_has_a_row.
 """
 
 import glob
-import hashlib
 import os
 
 import ml_collections
 import pytest
-from conftest import ROOT
+from conftest import ROOT, tree_hashes
 
 from hffjax import config as config_lib
 from hffjax.config import base_config, load_config, validate_config
@@ -282,27 +281,15 @@ def test_bad_config_file_is_one_line_naming_it(tmp_path, body, fragment):
   assert "\n" not in message and str(path) in message and fragment in message, message
 
 
-def _hashes(folder):
-  out = {}
-  for root, dirs, files in os.walk(folder):
-    for d in dirs:
-      out[os.path.relpath(os.path.join(root, d), folder) + "/"] = None
-    for f in files:
-      path = os.path.join(root, f)
-      with open(path, "rb") as fh:
-        out[os.path.relpath(path, folder)] = hashlib.sha256(fh.read()).hexdigest()
-  return out
-
-
 def test_cli_refuses_a_bad_value_before_touching_the_workdir(capsys, tmp_path):
   workdir = str(tmp_path / "run")
   assert run(["train", "--config", TINY, "--workdir", workdir, "--config.num_epochs=1"]) == 0
   capsys.readouterr()
-  before = _hashes(workdir)
+  before = tree_hashes(workdir)
   assert any(name.endswith("metrics.jsonl") for name in before)
   code = run(["train", "--config", TINY, "--workdir", workdir, "--config.log_every_steps=0"])
   err = capsys.readouterr().err.strip()
   assert code == 2
   assert len(err.splitlines()) == 1 and err.startswith("hffjax: error:"), err
   assert "log_every_steps must be > 0, got 0" in err, err
-  assert _hashes(workdir) == before
+  assert tree_hashes(workdir) == before
