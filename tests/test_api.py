@@ -1,5 +1,7 @@
 """The Python API as the README shows it."""
 
+import os
+
 import jax.numpy as jnp
 import numpy as np
 
@@ -32,3 +34,20 @@ def test_bfloat16_compute(tiny_config, tmp_path):
 def test_public_names():
   for name in ("cosine_logits", "hff_block_loss", "HFFNet", "train_and_evaluate", "predict"):
     assert hasattr(hffjax, name)
+
+
+def test_dependency_floors_are_the_pins_ci_tests():
+  """pyproject.toml's floors equal .ci/floors.txt, the versions CI installs and tests."""
+  import re
+
+  from conftest import ROOT
+
+  text = open(os.path.join(ROOT, "pyproject.toml")).read()
+  deps = text.split("dependencies = [", 1)[1].split("]", 1)[0]
+  floors = dict(re.findall(r'"([A-Za-z0-9_.-]+)>=([^",]+)"', deps))
+  pins = dict(
+    line.split("==")
+    for line in open(os.path.join(ROOT, ".ci", "floors.txt")).read().splitlines()
+    if line.strip() and not line.startswith("#")
+  )
+  assert floors == pins
