@@ -13,7 +13,14 @@ _EPS = 1e-12
 
 
 def l2_normalize(x: jax.Array, axis: int = -1, eps: float = _EPS) -> jax.Array:
-  """Scales ``x`` to unit L2 norm along ``axis``; an all-zero vector stays zero."""
+  """Scales ``x`` to unit L2 norm along ``axis``; an all-zero vector stays zero.
+
+  Example::
+
+    >>> import jax.numpy as jnp
+    >>> l2_normalize(jnp.array([[3.0, 4.0], [0.0, 0.0]])).tolist()
+    [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]]
+  """
   sq = jnp.sum(jnp.square(x), axis=axis, keepdims=True)
   return x * jax.lax.rsqrt(jnp.maximum(sq, eps))
 
@@ -35,6 +42,14 @@ def cosine_logits(
 
   Returns:
     ``[B, C]`` logits in ``[-scale, scale]``.
+
+  Example::
+
+    >>> import jax.numpy as jnp
+    >>> features = jnp.array([[2.0, 0.0]])  # lengths do not matter
+    >>> prototypes = jnp.array([[5.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    >>> cosine_logits(features, prototypes, 10.0).tolist()
+    [[10.0, 0.0, -10.0]]
   """
   z_BxD = l2_normalize(features_BxD.astype(jnp.float32))
   p_CxD = l2_normalize(prototypes_CxD.astype(jnp.float32))
@@ -80,7 +95,14 @@ def hff_block_loss(
 
 
 def goodness(activity_BxD: jax.Array) -> jax.Array:
-  """Forward-Forward goodness: mean of squared activities per example, ``[B]``."""
+  """Forward-Forward goodness: mean of squared activities per example, ``[B]``.
+
+  Example::
+
+    >>> import jax.numpy as jnp
+    >>> goodness(jnp.array([[1.0, 3.0]])).tolist()
+    [5.0]
+  """
   return jnp.mean(jnp.square(activity_BxD.astype(jnp.float32)), axis=-1)
 
 
