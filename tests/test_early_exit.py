@@ -61,7 +61,7 @@ def test_batch_serving_and_batch_1_agree_with_the_definition_without_recompiling
   from hffjax.train.early_exit import EarlyExit
 
   model = _model("cnn")
-  images = np.asarray(jax.random.uniform(jax.random.key(3), (40, 8, 8, 1), maxval=255.0))
+  images = np.asarray(jax.random.uniform(jax.random.key(3), (40, 8, 8, 1), maxval=255.0)).astype(np.uint8)
   threshold = float(np.median(np.asarray(jax.nn.softmax(model(images)[0])).max(-1)))
   want_classes, want_exits = map(np.asarray, early_exit_reference(model, images, threshold))
   assert 0 < (want_exits == 0).sum() < len(images)  # some leave early, some go on
@@ -77,6 +77,10 @@ def test_batch_serving_and_batch_1_agree_with_the_definition_without_recompiling
   assert server.traces == compiled
   for i in range(0, 40, 7):
     assert server.predict_one(images[i]) == (want_classes[i], want_exits[i])
+  server.warm()  # every bucket of every block: nothing compiles after this
+  warmed = server.traces
+  server.predict([images[:3]], 0.99)
+  assert server.traces == warmed
   flops = server.block_flops()
   assert len(flops) == 3 and all(f > 0 for f in flops)
 
