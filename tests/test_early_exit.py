@@ -81,6 +81,9 @@ def test_batch_serving_and_batch_1_agree_with_the_definition_without_recompiling
   warmed = server.traces
   server.predict([images[:3]], 0.99)
   assert server.traces == warmed
+  from hffjax import predict
+
+  np.testing.assert_array_equal(predict(model, images, "early_exit", threshold=threshold), want_classes)
   flops = server.block_flops()
   assert len(flops) == 3 and all(f > 0 for f in flops)
 

@@ -8,11 +8,12 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from flax import nnx
 
 from hffjax.errors import HFFError
 
-PREDICT_MODES = ("last", "ensemble")
+PREDICT_MODES = ("last", "ensemble", "early_exit")
 
 
 def ensemble_blocks(config: ml_collections.ConfigDict, num_blocks: int) -> tuple[int, ...]:
@@ -48,7 +49,15 @@ def _predict(graphdef, state, images, mode, blocks):
   return jnp.argmax(combine_logits(block_scores, mode, blocks), axis=-1)
 
 
-def predict(model: nnx.Module, images, mode: str = "last", blocks: Sequence[int] | None = None) -> jax.Array:
+def predict(
+  model: nnx.Module,
+  images,
+  mode: str = "last",
+  blocks: Sequence[int] | None = None,
+  *,
+  threshold: float = 0.9,
+  confidence: str = "softmax",
+) -> jax.Array:
   """Predicted classes for raw images (pixel values 0–255).
 
   An HFF model needs one forward pass for this; a Forward-Forward baseline
@@ -59,14 +68,22 @@ def predict(model: nnx.Module, images, mode: str = "last", blocks: Sequence[int]
     images: ``[B, H, W, K]``.
     mode: ``"last"``, the model's own rule (HFF and backprop: the last block;
       Forward-Forward: goodness summed over every block but the first), or
-      ``"ensemble"`` (see :func:`combine_logits`).
+      ``"ensemble"`` (see :func:`combine_logits`), or ``"early_exit"``: each
+      example answers at the first block whose ``confidence`` is strictly
+      above ``threshold`` (HFF models; see :class:`hffjax.train.early_exit.EarlyExit`).
     blocks: blocks the ensemble sums; default all.
+    threshold: early exit's threshold (softmax: in [0, 1]; margin: in [0, 2]).
+    confidence: early exit's rule, ``"softmax"`` or ``"margin"``.
 
   Returns:
     ``[B]`` int32 class indices.
   """
   if mode not in PREDICT_MODES:
     raise HFFError(f"unknown prediction mode {mode!r}; use one of {PREDICT_MODES}")
+  if mode == "early_exit":
+    from hffjax.train.early_exit import EarlyExit  # noqa: PLC0415  (it imports this module)
+
+    return jnp.asarray(EarlyExit(model, threshold, confidence).predict([np.asarray(images)])[0])
   graphdef, state = nnx.split(model)
   return _predict(graphdef, state, jnp.asarray(images), mode, None if blocks is None else tuple(blocks))
 
