@@ -23,17 +23,22 @@ from hffjax.io.checkpoint import fingerprint
 HEAD_KEYS = ("heads", "head")  # prototype heads (HFF) and the linear head (backprop)
 
 
+def path_keys(path) -> tuple[str, ...]:
+  """A pytree key path as strings: ``("blocks", "0", "linear", "kernel")`` (Orbax restores int keys as strings)."""
+  return tuple(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+
+
 def _flat(tree) -> dict[tuple[str, ...], object]:
   """``{("blocks", "0", "linear", "kernel"): leaf}``: paths as strings (Orbax restores int keys as strings)."""
   out = {}
   for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-    out[tuple(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)] = leaf
+    out[path_keys(path)] = leaf
   return out
 
 
 def _unflat_like(tree, values: dict):
   paths, treedef = jax.tree_util.tree_flatten_with_path(tree)
-  keys = [tuple(str(getattr(k, "key", getattr(k, "idx", k))) for k in p) for p, _ in paths]
+  keys = [path_keys(p) for p, _ in paths]
   return jax.tree_util.tree_unflatten(treedef, [values[k] for k in keys])
 
 
@@ -137,7 +142,7 @@ def load_pretrained(path: str, params: dict, batch_stats: dict) -> tuple[dict, d
 
 def learner_of(path) -> int | None:
   """The learner (block) index a parameter belongs to, or None (e.g. a backprop head)."""
-  keys = [str(getattr(k, "key", getattr(k, "idx", k))) for k in path]
+  keys = path_keys(path)
   if len(keys) >= 2 and keys[0] in ("blocks", "heads"):
     return int(keys[1])
   return None

@@ -422,8 +422,6 @@ def predict_files(workdir: str, paths: list[str], top_k: int = 3) -> list[dict]:
   Scores are the model's own rule (HFF and backprop: the last block's logits);
   ``probability`` is their softmax (Forward-Forward reports ``goodness`` instead).
   """
-  import numpy as np  # noqa: PLC0415
-
   from hffjax.data.files import expand_paths, read_images  # noqa: PLC0415
 
   if top_k < 1:

@@ -6,7 +6,7 @@ import jax
 import ml_collections
 import optax
 
-from hffjax.models.pretrained import learner_of
+from hffjax.models.pretrained import learner_of, path_keys
 
 
 def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
@@ -25,15 +25,13 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax
 
   def labels(params):
     return jax.tree_util.tree_map_with_path(
-      lambda path, _: "frozen" if _key(path[0]) == "blocks" and learner_of(path) in frozen else "trained",
+      lambda path, _: (
+        "frozen" if path_keys(path)[0] == "blocks" and learner_of(path) in frozen else "trained"
+      ),
       params,
     )
 
   return optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
-
-
-def _key(entry) -> str:
-  return str(getattr(entry, "key", entry))
 
 
 def _base_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
