@@ -111,6 +111,13 @@ def bench_training(config, dataset: data_lib.Dataset, *, desc: str = "", steps: 
     sum(r["interval_seconds"] for r in records) / records[-1]["step"] * exp.steps_per_epoch
   ]
   n_train = exp.steps_per_epoch * config.batch_size
+  curve, elapsed = [], 0.0
+  for r in records:  # interval_seconds counts training (compilation included), not evaluation
+    elapsed += r["interval_seconds"]
+    point = {"train_seconds": elapsed, "epoch": r["epoch"], "test_accuracy": r["test_accuracy"]}
+    if "readout_accuracy" in r:
+      point["readout_accuracy"] = r["readout_accuracy"]
+    curve.append(point)
   return {
     "arch": config.model.kind,
     "method": config.method,
@@ -119,6 +126,7 @@ def bench_training(config, dataset: data_lib.Dataset, *, desc: str = "", steps: 
     "test_accuracy": result["test_accuracy"],
     "ensemble_accuracy": result["ensemble_accuracy"],
     "layer_accuracy": result["layer_accuracy"],
+    "readout_accuracy": result.get("readout_accuracy"),
     "validation_accuracy": records[-1].get("validation_accuracy"),
     "median_step_seconds": step_seconds,
     "epoch_seconds": statistics.mean(epoch_times),
@@ -128,7 +136,39 @@ def bench_training(config, dataset: data_lib.Dataset, *, desc: str = "", steps: 
     "inference_examples_per_second": len(ds.test_images) / inference_seconds,
     "train_step_temp_bytes": step_temp_bytes,
     "inference_temp_bytes": _temp_bytes(eval_compiled),
+    "curve": curve,
   }
+
+
+def accuracy_at(curve: list[dict], seconds: float, key: str = "test_accuracy") -> float | None:
+  """Test accuracy of the last evaluation reached within ``seconds`` of training (None: none was)."""
+  reached = [p[key] for p in curve if p["train_seconds"] <= seconds and p.get(key) is not None]
+  return reached[-1] if reached else None
+
+
+def accuracy_vs_seconds(runs: list[dict], fractions=(0.125, 0.25, 0.5, 1.0)) -> list[dict]:
+  """Each method's test accuracy after the same training seconds, per architecture.
+
+  The budgets are fractions of the shortest total training time among the
+  architecture's methods, so every method has trained at least that long.
+  Forward-Forward's one-pass neutral-label read-out is its own column
+  (``ff_readout``).
+  """
+  rows = []
+  for arch in dict.fromkeys(r["arch"] for r in runs):
+    mine = [r for r in runs if r["arch"] == arch]
+    if len(mine) < 2:
+      continue
+    longest_shared = min(r["curve"][-1]["train_seconds"] for r in mine)
+    for fraction in fractions:
+      seconds = fraction * longest_shared
+      row = {"arch": arch, "train_seconds": seconds}
+      for r in mine:
+        row[r["method"]] = accuracy_at(r["curve"], seconds)
+        if r["method"] == "ff":
+          row["ff_readout"] = accuracy_at(r["curve"], seconds, "readout_accuracy")
+      rows.append(row)
+  return rows
 
 
 def _inference_fn(model: nnx.Module, batches: list[np.ndarray]):
@@ -473,6 +513,7 @@ def run_bench(
     "dataset": "synthetic" if quick else "fashion_mnist",
     "training": runs,
     "ratios": summarize(runs),
+    "accuracy_vs_seconds": accuracy_vs_seconds(runs),
     "class_scaling": scaling,
   }
 
@@ -568,6 +609,7 @@ def to_markdown(report: dict) -> str:
   for key, value in report["ratios"].items():
     shown = f"{100 * value:+.2f} points" if key.endswith("accuracy") else f"{value:.2f}"
     lines.append(f"| {key} | {shown} |")
+  lines += accuracy_vs_seconds_markdown(report.get("accuracy_vs_seconds", []))
   lines += [
     "",
     "Inference time vs number of classes (synthetic, untrained, same blocks; FF runs one pass per class):",
@@ -582,6 +624,25 @@ def to_markdown(report: dict) -> str:
       f"| {r['ff_seconds'] * 1000:.1f} ms | {r['ff_over_hff']:.1f}× |"
     )
   return "\n".join(lines) + "\n"
+
+
+def accuracy_vs_seconds_markdown(rows: list[dict]) -> list[str]:
+  if not rows:
+    return []
+  columns = [m for m in ("hff", "bp", "ff", "ff_readout") if any(m in r for r in rows)]
+  names = {"hff": "HFF", "bp": "BP", "ff": "FF (goodness, C passes)", "ff_readout": "FF (read-out, 1 pass)"}
+  lines = [
+    "",
+    "Test accuracy after the same training seconds (the last end-of-epoch evaluation within the budget; "
+    "training time only, compilation included; — = no epoch finished yet):",
+    "",
+    "| arch | training seconds | " + " | ".join(names[c] for c in columns) + " |",
+    "|---|---|" + "---|" * len(columns),
+  ]
+  for r in rows:
+    cells = [_pct(r[c]) if r.get(c) is not None else "—" for c in columns]
+    lines.append(f"| {r['arch']} | {r['train_seconds']:.0f} | " + " | ".join(cells) + " |")
+  return lines
 
 
 BEGIN, END = "<!-- bench:{name}:begin -->", "<!-- bench:{name}:end -->"

@@ -19,7 +19,7 @@ import ml_collections
 from hffjax.errors import HFFError
 
 METHODS = ("hff", "bp", "ff")
-OPTIMIZERS = ("adam", "adamw")
+OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine")
 TRAIN_MODES = ("fused", "lean")
 # The models' own option lists, repeated here so that this module imports without JAX
@@ -33,6 +33,7 @@ CONV_NORMS = ("batch", "layer", "none")  # hffjax.models.cnn.CONV_NORMS
 READOUTS = ("gap", "grid", "flatten")  # hffjax.models.cnn.READOUTS
 INTERBLOCK_NORMS = ("l2", "rms", "none")  # hffjax.models.stack.INTERBLOCK_NORMS
 PROTOTYPE_INITS = ("normal", "orthogonal")  # hffjax.models.heads.PROTOTYPE_INITS
+FF_GOODNESS = ("sum", "mean")  # hffjax.baselines.ff.GOODNESS
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -57,9 +58,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.steps_per_call = 1  # training steps fused into one device call (lax.scan); metrics fetched per call
   c.train_mode = "fused"  # hff: "fused" (one value_and_grad of the sum) | "lean" (block by block, in order)
   c.eval_batch_size = 1000
-  c.optimizer = "adam"  # "adam" | "adamw"
+  c.optimizer = "adam"  # "adam" | "adamw" | "sgd" (with momentum)
+  c.momentum = 0.9  # sgd only
   c.learning_rate = 1e-3
-  c.weight_decay = 0.0  # adamw only; applied to kernels, not to biases, norms or prototypes
+  c.weight_decay = 0.0  # adamw (decoupled) and sgd (L2); on kernels, not on biases, norms or prototypes
   c.lr_schedule = "constant"  # "constant" | "cosine"
   c.warmup_steps = 0
   c.augment_flip = False  # random horizontal flips of training images
@@ -72,7 +74,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint_every_steps = 0  # 0 = save at each evaluation only
   c.keep_checkpoints = 3
   c.log_every_steps = 50
-  c.ff_threshold = 2.0  # method="ff": goodness threshold θ
+  c.ff_threshold = 1.0  # method="ff": goodness threshold θ (per unit: on the mean squared activity)
+  c.ff_goodness = "sum"  # method="ff": "sum" (logistic on the sum of squares vs θ·units) | "mean"
+  c.ff_peer_norm = 0.0  # method="ff": weight of the peer-normalisation penalty (0 = off)
 
   c.model = ml_collections.ConfigDict()
   c.model.kind = "mlp"  # "mlp" | "cnn" | "resnet"
@@ -387,6 +391,7 @@ CHECKS: dict[str, Check] = {
   "optimizer": _enum(OPTIMIZERS),
   "learning_rate": _real(0, strict=True, eg="1e-3"),
   "weight_decay": _real(0, eg="0.0 or 5e-4"),
+  "momentum": _real(0, eg="0.9"),
   "lr_schedule": _enum(LR_SCHEDULES),
   "warmup_steps": _int(0, eg="0 or 500"),
   "augment_flip": _bool,
@@ -406,7 +411,9 @@ CHECKS: dict[str, Check] = {
   "checkpoint_every_steps": _int(0, eg="0 (= at each evaluation) or 1000"),
   "keep_checkpoints": _int(1, eg="3"),
   "log_every_steps": _int(1, eg="50"),
-  "ff_threshold": _real(eg="2.0"),
+  "ff_threshold": _real(eg="1.0"),
+  "ff_goodness": _enum(FF_GOODNESS),
+  "ff_peer_norm": _real(0, eg="0.0 or 0.03"),
   "model.kind": _model_kind,
   "model.widths": _seq(
     "one or more layer widths, integers > 0", _pos_int, empty=False, eg="(1000, 1000, 1000)"

@@ -106,9 +106,24 @@ def goodness(activity_BxD: jax.Array) -> jax.Array:
   return jnp.mean(jnp.square(activity_BxD.astype(jnp.float32)), axis=-1)
 
 
-def ff_goodness_loss(goodness_pos_B: jax.Array, goodness_neg_B: jax.Array, threshold: float) -> jax.Array:
+def ff_goodness_loss(
+  goodness_pos_B: jax.Array, goodness_neg_B: jax.Array, threshold: float, *, sharpness: float = 1.0
+) -> jax.Array:
   """Forward-Forward loss: goodness above ``threshold`` for positives, below for negatives.
 
-  ``softplus(threshold - g_pos) + softplus(g_neg - threshold)``, averaged.
+  ``softplus(s (threshold - g_pos)) + softplus(s (g_neg - threshold))``, averaged,
+  with ``s = sharpness``. With :func:`goodness` (a *mean* of squares) and ``s``
+  the number of units, this is Hinton's logistic on the *sum* of squared
+  activities against a threshold of ``threshold`` per unit.
+
+  Example::
+
+    >>> import jax.numpy as jnp
+    >>> round(float(ff_goodness_loss(jnp.array([1.0]), jnp.array([1.0]), 1.0)), 4)  # 2 log 2
+    1.3863
+    >>> float(ff_goodness_loss(jnp.array([3.0]), jnp.array([0.0]), 1.0, sharpness=100.0)) < 1e-30
+    True
   """
-  return jnp.mean(jax.nn.softplus(threshold - goodness_pos_B) + jax.nn.softplus(goodness_neg_B - threshold))
+  pos = jax.nn.softplus(sharpness * (threshold - goodness_pos_B))
+  neg = jax.nn.softplus(sharpness * (goodness_neg_B - threshold))
+  return jnp.mean(pos + neg)

@@ -138,6 +138,7 @@ def run(argv: list[str]) -> int:
           "test_accuracy",
           "ensemble_accuracy",
           "layer_accuracy",
+          "readout_accuracy",
           "validation_accuracy",
         )
         print(train.format_summary(result))

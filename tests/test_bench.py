@@ -49,8 +49,13 @@ def test_quick_bench_report_has_every_field(tmp_path, capsys):
   assert scaling == {("mlp", 10), ("mlp", 100), ("cnn", 10), ("cnn", 100)}
   for r in report["class_scaling"]:
     assert r["ff_over_hff"] == r["ff_seconds"] / r["hff_seconds"]
+  mlp_rows = [r for r in report["accuracy_vs_seconds"] if r["arch"] == "mlp"]
+  assert len(mlp_rows) == 4 and {"hff", "bp", "ff", "ff_readout"} <= set(mlp_rows[-1])
+  for r in report["training"]:
+    assert r["curve"][-1]["test_accuracy"] == r["test_accuracy"]  # the curve ends at the reported model
   text = md.read_text()
   assert "intro kept" in text and "| mlp | hff |" in text and "FF/HFF" in text
+  assert "after the same training seconds" in text
   # A second run replaces this machine's section instead of appending another.
   bench.update_markdown(str(md), report)
   assert md.read_text().count("| mlp | hff |") == 1
@@ -101,3 +106,27 @@ def test_resnet_speed_section_has_every_field():
   assert [r["num_classes"] for r in section["class_scaling"]] == [10, 100]
   md = "\n".join(bench.resnet_markdown(section))
   assert md.count("| resnet10 w4 |") == 3 and "FF/HFF" in md
+
+
+def _run(arch, method, points):
+  curve = [{"train_seconds": t, "epoch": i + 1, "test_accuracy": a} for i, (t, a) in enumerate(points)]
+  if method == "ff":
+    for p in curve:
+      p["readout_accuracy"] = p["test_accuracy"] + 0.01
+  return {"arch": arch, "method": method, "curve": curve}
+
+
+def test_accuracy_vs_seconds_compares_at_equal_training_time():
+  runs = [
+    _run("mlp", "hff", [(10, 0.80), (20, 0.85), (30, 0.88), (40, 0.89)]),
+    _run("mlp", "ff", [(25, 0.70), (50, 0.75)]),
+    _run("cnn", "hff", [(100, 0.9)]),  # alone: nothing to compare it with
+  ]
+  rows = bench.accuracy_vs_seconds(runs, fractions=(0.25, 0.5, 1.0))
+  # Budgets are fractions of the shorter run's 40 s: 10, 20 and 40 s.
+  assert [r["train_seconds"] for r in rows] == [10, 20, 40]
+  assert [r["hff"] for r in rows] == [0.80, 0.85, 0.89]
+  assert [r["ff"] for r in rows] == [None, None, 0.70]  # FF finished its first epoch at 25 s
+  assert rows[-1]["ff_readout"] == 0.71
+  md = "\n".join(bench.accuracy_vs_seconds_markdown(rows))
+  assert "| mlp | 10 | 80.00% | — | — |" in md

@@ -75,7 +75,7 @@ BAD = {
   "steps_per_call": [(0, "steps_per_call must be > 0")],
   "train_mode": [("layerwise", "unknown train_mode"), ("", "unknown train_mode")],
   "eval_batch_size": [(0, "eval_batch_size must be > 0")],
-  "optimizer": [("sgd", "unknown optimizer")],
+  "optimizer": [("lamb", "unknown optimizer"), ("SGD", "unknown optimizer")],
   "learning_rate": [
     (0.0, "learning_rate must be > 0"),
     (-1e-3, "learning_rate must be > 0"),
@@ -85,6 +85,7 @@ BAD = {
     (True, "learning_rate must be a finite number"),
   ],
   "weight_decay": [(-0.1, "weight_decay must be >= 0"), (NAN, "weight_decay must be a finite number")],
+  "momentum": [(-0.1, "momentum must be >= 0"), (INF, "momentum must be a finite number")],
   "lr_schedule": [("linear", "unknown lr_schedule")],
   "warmup_steps": [(-5, "warmup_steps must be >= 0")],
   "augment_flip": [(1, "augment_flip must be True or False")],
@@ -114,6 +115,8 @@ BAD = {
     (INF, "ff_threshold must be a finite number"),
     ("2", "ff_threshold must be a finite number"),
   ],
+  "ff_goodness": [("squares", "unknown ff_goodness"), ("", "unknown ff_goodness")],
+  "ff_peer_norm": [(-0.1, "ff_peer_norm must be"), (NAN, "ff_peer_norm must be")],
   "model.kind": [("transformer", "unknown model.kind"), ("", "unknown model.kind")],
   "model.widths": [
     ((0,), "model.widths must be"),
@@ -210,6 +213,7 @@ def test_base_config_and_every_shipped_config_validate():
 
 def test_model_option_lists_match_the_models():
   """config.py repeats the models' option lists so that it imports without JAX; they must agree."""
+  from hffjax.baselines import ff
   from hffjax.models import cnn, heads, registry, resnet, stack
 
   assert config_lib.MODEL_KINDS == tuple(registry.BUILDERS)
@@ -221,6 +225,7 @@ def test_model_option_lists_match_the_models():
   assert config_lib.READOUTS == cnn.READOUTS
   assert config_lib.INTERBLOCK_NORMS == stack.INTERBLOCK_NORMS
   assert config_lib.PROTOTYPE_INITS == heads.PROTOTYPE_INITS
+  assert config_lib.FF_GOODNESS == ff.GOODNESS
 
 
 def test_good_values_pass():

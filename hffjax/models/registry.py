@@ -41,17 +41,45 @@ BlockBuilder = Callable[..., list[nnx.Module]]
 #: ``model.kind`` → ``builder(model_config, *, input_shape, rngs) -> [block, ...]``.
 BUILDERS: dict[str, BlockBuilder] = {"mlp": build_mlp, "cnn": build_cnn, "resnet": build_resnet}
 DTYPES = ("float32", "bfloat16")
+# Builders handed over in Python (``train_and_evaluate(..., model=fn)``), by the name they are saved as.
+_PASSED: dict[str, BlockBuilder] = {}
+
+
+def register_builder(builder: BlockBuilder) -> str:
+  """Makes ``builder`` the one its name ``"module:qualname"`` resolves to in this process; returns the name.
+
+  The name is what a run's ``config.json`` keeps as ``model.kind``: a builder
+  in an importable module is found again by ``hffjax eval`` and ``predict``;
+  one defined in a script or notebook must be passed again
+  (``restore_experiment(workdir, model=builder)``).
+  """
+  if not callable(builder) or not hasattr(builder, "__qualname__"):
+    raise HFFError(
+      f"model={builder!r:.60} is not a function; pass a block builder(model_config, *, input_shape, rngs)"
+    )
+  name = f"{builder.__module__}:{builder.__qualname__}"
+  _PASSED[name] = builder
+  return name
 
 
 def resolve_builder(kind: str) -> BlockBuilder:
   """The builder ``model.kind`` names: a built-in family, or ``"package.module:function"``."""
   if kind in BUILDERS:
     return BUILDERS[kind]
+  if kind in _PASSED:
+    return _PASSED[kind]
   if kind.count(":") != 1:
     raise HFFError(f"unknown model.kind {kind!r}; use one of {tuple(BUILDERS)} or 'package.module:function'")
   module_name, attr = kind.split(":")
+  if module_name == "__main__" or "<locals>" in attr:
+    raise HFFError(
+      f"model.kind {kind!r} is a builder defined in the script that trained the run; pass it again "
+      "(hffjax.train.restore_experiment(workdir, model=builder)) or move it into an importable module"
+    )
   try:
-    builder = getattr(importlib.import_module(module_name), attr)
+    builder = importlib.import_module(module_name)
+    for part in attr.split("."):
+      builder = getattr(builder, part)
   except ImportError as e:
     raise HFFError(
       f"model.kind {kind!r}: cannot import {module_name} ({e}); install it or fix the name"
@@ -104,6 +132,15 @@ def build_model(
   ``pixel_mean``/``pixel_std`` (of pixel values scaled to ``[0, 1]``; one
   value, or one per channel) are the dataset statistics the model uses to
   normalise raw images.
+
+  Example::
+
+    >>> from hffjax.config import base_config
+    >>> model_config = base_config().model
+    >>> model_config.kind, model_config.channels, model_config.pool = "cnn", (8, 16), (False, True)
+    >>> model = build_model(model_config, input_shape=(12, 12, 1), num_classes=5, seed=0)
+    >>> [type(b).__name__ for b in model.blocks], [h.prototypes.shape for h in model.heads]
+    (['ConvBlock', 'ConvBlock'], [(5, 8), (5, 16)])
   """
   cfg = model_config
   rngs = nnx.Rngs(params=seed)
@@ -124,4 +161,4 @@ def build_model(
   )
 
 
-__all__ = ["BUILDERS", "DTYPES", "build_blocks", "build_model"]
+__all__ = ["BUILDERS", "DTYPES", "build_blocks", "build_model", "register_builder"]

@@ -39,6 +39,8 @@ def evaluate_split(eval_fn, state: TrainState, ds: Dataset, split: str, mesh, ba
   }
   if "top5" in counts:
     result["top5_accuracy"] = counts["top5"] / n
+  for name, c in counts.get("rules", {}).items():
+    result[f"{name}_accuracy"] = c / n
   return result
 
 
@@ -57,4 +59,6 @@ def format_summary(result: dict) -> str:
     lines.append(f"{i:>5}  {100 * acc:12.2f}%")
   lines.append(f" last  {100 * result['test_accuracy']:12.2f}%")
   lines.append(f"  ens  {100 * result['ensemble_accuracy']:12.2f}%")
+  if "readout_accuracy" in result:
+    lines.append(f" read  {100 * result['readout_accuracy']:12.2f}%  (one pass, neutral label)")
   return "\n".join(lines)

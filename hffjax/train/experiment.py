@@ -21,6 +21,7 @@ from hffjax.io import storage
 from hffjax.io import workdir as workdir_lib
 from hffjax.models import build_model
 from hffjax.models.pretrained import load_pretrained
+from hffjax.models.registry import register_builder
 from hffjax.train.optim import make_optimizer
 from hffjax.train.predict import ensemble_blocks
 from hffjax.train.state import TrainState, merge_model, split_model
@@ -144,7 +145,13 @@ def build_network(config: ml_collections.ConfigDict, ds: data_lib.Dataset, pixel
   if config.method == "bp":
     return baselines.build_bp_model(config.model, **common)
   if config.method == "ff":
-    return baselines.build_ff_model(config.model, threshold=config.ff_threshold, **common)
+    return baselines.build_ff_model(
+      config.model,
+      threshold=config.ff_threshold,
+      goodness=config.ff_goodness,
+      peer_norm=config.ff_peer_norm,
+      **common,
+    )
   return build_model(config.model, margin=config.margin, loss_weights=config.loss_weights, **common)
 
 
@@ -202,11 +209,16 @@ def to_state(tree: dict) -> TrainState:
   return TrainState(**tree)
 
 
-def restore_experiment(workdir: str, data_dir: str | None = None) -> tuple[Experiment, TrainState, int]:
+def restore_experiment(
+  workdir: str, data_dir: str | None = None, *, model=None
+) -> tuple[Experiment, TrainState, int]:
   """The experiment a workdir was trained with, and its latest checkpointed state.
 
   ``data_dir`` evaluates on another copy of the dataset; data whose image
   shape or class count differs from what the run was trained on is refused.
+  ``model`` is the block builder a run was trained with through
+  ``train_and_evaluate(..., model=builder)`` when it is not importable (a
+  script's or notebook's own function).
   """
   path = storage.join(workdir, "config.json")
   if not storage.exists(path):
@@ -215,6 +227,11 @@ def restore_experiment(workdir: str, data_dir: str | None = None) -> tuple[Exper
     config = config_lib.from_json(storage.read_text(path))
   except (ValueError, TypeError) as e:
     raise HFFError(f"{path} is not a valid saved config ({e}); re-run train") from None
+  if model is not None and register_builder(model) != config.model.kind:
+    raise HFFError(
+      f"{workdir} was trained with model.kind {config.model.kind!r}, not {register_builder(model)!r}; "
+      "pass the builder it was trained with"
+    )
   if data_dir:
     if config.dataset == "synthetic":
       raise HFFError(

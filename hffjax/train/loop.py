@@ -27,6 +27,7 @@ from hffjax.io import workdir as workdir_lib
 from hffjax.io.lock import WorkdirLock
 from hffjax.io.workdir import prepare_workdir
 from hffjax.models.pretrained import learner_fingerprints
+from hffjax.models.registry import register_builder
 from hffjax.train.evaluate import evaluate_split
 from hffjax.train.experiment import Experiment, restore_experiment, setup, to_state
 from hffjax.train.meter import Meter, NonFiniteLoss
@@ -95,8 +96,9 @@ def _evaluate_all(exp: Experiment, eval_fn, state: TrainState) -> dict:
     result["validation_accuracy"] = val["test_accuracy"]
     result["validation_ensemble_accuracy"] = val["ensemble_accuracy"]
     result["validation_layer_accuracy"] = val["layer_accuracy"]
-    if "top5_accuracy" in val:
-      result["validation_top5_accuracy"] = val["top5_accuracy"]
+    for key in ("top5_accuracy", "readout_accuracy"):
+      if key in val:
+        result[f"validation_{key}"] = val[key]
   return result
 
 
@@ -199,14 +201,29 @@ def train_and_evaluate(
   workdir: str,
   *,
   dataset: data_lib.Dataset | None = None,
+  model=None,
   progress: bool | None = None,
   overwrite: bool = False,
 ) -> dict:
   """Trains (resuming from ``workdir`` if it holds checkpoints), evaluating every ``eval_every_steps``.
 
   See :func:`fit`, which this calls; returns the last evaluation record.
+
+  Example (each evaluation prints a line)::
+
+    >>> import tempfile
+    >>> from hffjax.config import load_config
+    >>> config = load_config("tiny")  # a shipped config: seconds on synthetic data
+    >>> config.num_epochs = 1
+    >>> workdir = tempfile.mkdtemp()
+    >>> record = train_and_evaluate(config, workdir)  # doctest: +ELLIPSIS
+    epoch 1/1  loss ...
+    >>> record["epoch"], bool(0.0 <= record["test_accuracy"] <= 1.0)
+    (1, True)
+    >>> bool(evaluate_workdir(workdir)["test_accuracy"] == record["test_accuracy"])
+    True
   """
-  return fit(config, workdir, dataset=dataset, progress=progress, overwrite=overwrite)[0]
+  return fit(config, workdir, dataset=dataset, model=model, progress=progress, overwrite=overwrite)[0]
 
 
 def fit(
@@ -214,6 +231,7 @@ def fit(
   workdir: str,
   *,
   dataset: data_lib.Dataset | None = None,
+  model=None,
   progress: bool | None = None,
   overwrite: bool = False,
 ) -> tuple[dict, Experiment, TrainState]:
@@ -230,15 +248,39 @@ def fit(
     config: the run's config.
     workdir: where the run lives (shared by every process of a multi-host job).
     dataset: use this instead of loading ``config.dataset``.
+    model: a block builder ``builder(model_config, *, input_shape, rngs) ->
+      [block, ...]`` (the block contract: :mod:`hffjax.models.registry`) to
+      use instead of ``config.model.kind``; the run's ``config.json`` names it
+      as ``"module:qualname"`` in ``model.kind``, so a builder from an
+      importable module is also found by ``hffjax eval``/``predict``, and one
+      defined in a script is passed again to resume or
+      :func:`~hffjax.train.restore_experiment`. ``config.model``'s other keys
+      reach the builder as its ``model_config``.
     progress: show a progress bar (default: when stderr is a terminal).
     overwrite: discard a run in ``workdir`` that was trained with another config.
 
   Returns:
     ``(record, experiment, state)``: the last evaluation record, what the
     run was set up with, and the final training state.
+
+  Example: see :func:`train_and_evaluate`; :func:`fit` also returns the
+  experiment and state, e.g. for the trained model::
+
+    >>> import tempfile
+    >>> from hffjax.config import load_config
+    >>> config = load_config("tiny")
+    >>> record, exp, state = fit(config, tempfile.mkdtemp())  # doctest: +ELLIPSIS
+    epoch 1/2  loss ...
+    epoch 2/2  loss ...
+    >>> type(exp.model(state)).__name__, int(state.step) == record["step"]
+    ('HFFNet', True)
   """
   error = None
   try:
+    if model is not None:
+      kind = register_builder(model)
+      config = config.copy_and_resolve_references()
+      config.model.kind = kind
     config_lib.validate_config(config)
     ds = dataset if dataset is not None else data_lib.load_dataset(config)
     # A resumed run normalises as it started; a new or overwritten one estimates its statistics.
@@ -388,6 +430,8 @@ def _evaluation_record(exp: Experiment, eval_fn, state: TrainState, step: int, m
 def _progress_line(record: dict, config: ml_collections.ConfigDict, spe: int) -> str:
   accs = "/".join(f"{100 * a:.1f}" for a in record["layer_accuracy"])
   val = f"  val {100 * record['validation_accuracy']:.2f}%" if "validation_accuracy" in record else ""
+  if "readout_accuracy" in record:
+    val = f"  read-out {100 * record['readout_accuracy']:.2f}%" + val
   where = (
     f"epoch {record['epoch']}/{config.num_epochs}"
     if not config.num_steps and isinstance(record["epoch"], int)
@@ -400,7 +444,12 @@ def _progress_line(record: dict, config: ml_collections.ConfigDict, spe: int) ->
 
 
 def evaluate_workdir(workdir: str, data_dir: str | None = None) -> dict:
-  """Restores the latest checkpoint of ``workdir`` and evaluates it on the test split."""
+  """Restores the latest checkpoint of ``workdir`` and evaluates it on the test split.
+
+  What ``hffjax eval`` prints: the accuracies of :func:`train_and_evaluate`'s
+  records, ``examples_per_second``, and ``learner_fingerprints`` (one hash per
+  learner's block parameters). Example: see :func:`train_and_evaluate`.
+  """
   exp, state, step = restore_experiment(workdir, data_dir)
   eval_fn = exp.eval_fn()
   # Compile outside the timed pass so examples_per_second measures inference only.

@@ -1,4 +1,4 @@
-"""The optimizer a config names: Adam or AdamW with an optional schedule, and frozen learners."""
+"""The optimizer a config names: Adam, AdamW or SGD with momentum, an optional schedule, and frozen learners."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from hffjax.models.pretrained import learner_of, path_keys
 
 
 def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
-  """Adam or AdamW, with an optional warm-up and cosine decay to zero; ``config.freeze`` learners fixed.
+  """Adam, AdamW or SGD with momentum, with an optional warm-up and cosine decay to zero; ``config.freeze`` learners fixed.
 
   A frozen learner's block parameters go through ``optax.set_to_zero`` in a
   ``multi_transform``: their updates are zero and the optimizer keeps no
@@ -43,12 +43,18 @@ def _base_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> opta
     )
   elif config.warmup_steps:
     lr = optax.linear_schedule(0.0, lr, config.warmup_steps)
-  if config.optimizer == "adamw":
-    # Decay kernels only: prototypes are normalised anyway, biases and norms should not shrink.
-    def decay_mask(params):
-      return jax.tree_util.tree_map_with_path(
-        lambda path, _: getattr(path[-1], "key", None) == "kernel", params
-      )
 
+  # Decay kernels only: prototypes are normalised anyway, biases and norms should not shrink.
+  def decay_mask(params):
+    return jax.tree_util.tree_map_with_path(
+      lambda path, _: getattr(path[-1], "key", None) == "kernel", params
+    )
+
+  if config.optimizer == "adamw":
     return optax.adamw(lr, weight_decay=config.weight_decay, mask=decay_mask)
+  if config.optimizer == "sgd":
+    return optax.chain(
+      optax.add_decayed_weights(config.weight_decay, mask=decay_mask),
+      optax.sgd(lr, momentum=config.momentum or None),
+    )
   return optax.adam(lr)

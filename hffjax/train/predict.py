@@ -31,6 +31,15 @@ def combine_logits(
 
   ``last``: the last block's logits. ``ensemble``: the sum of the softmaxes of
   ``blocks`` (default: all).
+
+  Example::
+
+    >>> import jax.numpy as jnp
+    >>> block_logits = [jnp.array([[3.0, 0.0]]), jnp.array([[0.0, 0.5]])]
+    >>> combine_logits(block_logits).tolist()  # the last block alone prefers class 1
+    [[0.0, 0.5]]
+    >>> combine_logits(block_logits, "ensemble").argmax(-1).tolist()  # the first block's confidence wins
+    [0]
   """
   if mode == "last":
     return block_logits[-1]
@@ -77,6 +86,23 @@ def predict(
 
   Returns:
     ``[B]`` int32 class indices.
+
+  Example::
+
+    >>> import numpy as np
+    >>> from hffjax.config import base_config
+    >>> from hffjax.models import build_model
+    >>> model_config = base_config().model  # an MLP; here two blocks of 32 units
+    >>> model_config.widths = (32, 32)
+    >>> model = build_model(model_config, input_shape=(8, 8, 1), num_classes=3, seed=0)
+    >>> images = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 1), dtype=np.uint8)
+    >>> [logits.shape for logits in model(images)]  # one [B, C] array per block, from one pass
+    [(4, 3), (4, 3)]
+    >>> classes = predict(model, images)
+    >>> classes.shape, classes.dtype.name
+    ((4,), 'int32')
+    >>> bool((predict(model, images, mode="early_exit", threshold=1.0) == classes).all())  # never exits early
+    True
   """
   if mode not in PREDICT_MODES:
     raise HFFError(f"unknown prediction mode {mode!r}; use one of {PREDICT_MODES}")

@@ -88,6 +88,23 @@ def make_train_step(
   respect to each block is that block's own local gradient. Metrics: ``loss``,
   ``block_loss`` ``[L]`` and, where the method scores classes while training,
   ``block_correct`` ``[L]`` (training examples each output got right).
+
+  Example::
+
+    >>> import jax, jax.numpy as jnp, numpy as np, optax
+    >>> from hffjax.config import base_config
+    >>> from hffjax.models import build_model
+    >>> from hffjax.train import TrainState, split_model
+    >>> model_config = base_config().model
+    >>> model_config.widths = (16, 16)
+    >>> graphdef, params, stats = split_model(build_model(model_config, input_shape=(4, 4, 1), num_classes=2, seed=0))
+    >>> tx = optax.adam(1e-2)
+    >>> state = TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=stats, opt_state=tx.init(params))
+    >>> step = jax.jit(make_train_step(graphdef, tx))
+    >>> images = np.random.default_rng(0).integers(0, 256, (8, 4, 4, 1), dtype=np.uint8)
+    >>> state, metrics = step(state, images, np.array([0, 1] * 4))
+    >>> int(state.step), metrics["block_loss"].shape, metrics["block_correct"].shape  # one loss per block
+    (1, (2,), (2,))
   """
 
   def train_step(state: TrainState, images, labels):
@@ -161,8 +178,10 @@ def make_eval_step(graphdef: nnx.GraphDef, blocks: Sequence[int], top5: bool = F
   """``(params, batch_stats, images, labels, mask) -> counts``: correct, unmasked examples.
 
   ``counts`` is a dict: ``block`` ``[L]`` (each output on its own), ``last``
-  and ``ensemble`` (the two prediction rules) and, with ``top5``, ``top5``
-  (labels among the ``last`` rule's five highest scores).
+  and ``ensemble`` (the two prediction rules), with ``top5``, ``top5``
+  (labels among the ``last`` rule's five highest scores), and one count per
+  further rule a model offers through ``extra_rules(images) -> {name: scores}``
+  (Forward-Forward's one-pass ``readout``).
   """
   blocks = tuple(blocks)
 
@@ -182,6 +201,8 @@ def make_eval_step(graphdef: nnx.GraphDef, blocks: Sequence[int], top5: bool = F
     if top5:
       _, top_B5 = jax.lax.top_k(last, 5)
       counts["top5"] = jnp.sum(jnp.any(top_B5 == labels[:, None], axis=-1) & mask).astype(jnp.int32)
+    if hasattr(model, "extra_rules"):
+      counts["rules"] = {name: correct(s) for name, s in model.extra_rules(images).items()}
     return counts
 
   return eval_step

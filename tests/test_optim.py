@@ -1,0 +1,28 @@
+"""The optimizers a config names."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from hffjax.config import base_config
+from hffjax.train.optim import make_optimizer
+
+
+def _params():
+  return {"blocks": {0: {"linear": {"kernel": jnp.full((2, 2), 2.0), "bias": jnp.ones(2)}}}}
+
+
+def test_sgd_decays_kernels_only_and_uses_momentum():
+  c = base_config()
+  c.optimizer, c.learning_rate, c.weight_decay, c.momentum = "sgd", 0.1, 0.5, 0.9
+  tx = make_optimizer(c, total_steps=10)
+  params = _params()
+  zero = jax.tree.map(jnp.zeros_like, params)
+  updates, state = tx.update(zero, tx.init(params), params)
+  layer = updates["blocks"][0]["linear"]
+  np.testing.assert_allclose(layer["kernel"], -0.1 * 0.5 * 2.0)  # the L2 term's gradient, wd * w
+  np.testing.assert_allclose(layer["bias"], 0.0)
+  ones = jax.tree.map(jnp.ones_like, params)
+  updates, _ = tx.update(ones, state, params)  # momentum: 0.9 * previous + this step's
+  np.testing.assert_allclose(updates["blocks"][0]["linear"]["bias"], -0.1 * (0.9 * 0 + 1.0))
+  np.testing.assert_allclose(updates["blocks"][0]["linear"]["kernel"], -0.1 * (0.9 * 1.0 + 2.0), rtol=1e-6)
