@@ -34,6 +34,7 @@ from hffjax.io import writers
 from hffjax.models import build_model
 
 DEFAULT_CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+METHOD_CONFIG_SUFFIX = {"hff": "", "bp": "_bp", "ff": "_ff"}
 TRAINING_RUNS = (("mlp", "hff"), ("mlp", "bp"), ("mlp", "ff"), ("cnn", "hff"), ("cnn", "bp"))
 
 
@@ -459,7 +460,8 @@ def run_bench(
   info = machine_info()
   runs = []
   for arch, method in TRAINING_RUNS:
-    path = os.path.join(configs_dir, f"fashion_mnist_{arch}.py")
+    # Each method's own shipped config (the baselines' are tuned for them): fashion_mnist_mlp_ff.py, ...
+    path = os.path.join(configs_dir, f"fashion_mnist_{arch}{METHOD_CONFIG_SUFFIX[method]}.py")
     config = config_lib.load_config(path)
     config.method = method
     config.seed = seed

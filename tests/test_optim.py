@@ -26,3 +26,16 @@ def test_sgd_decays_kernels_only_and_uses_momentum():
   updates, _ = tx.update(ones, state, params)  # momentum: 0.9 * previous + this step's
   np.testing.assert_allclose(updates["blocks"][0]["linear"]["bias"], -0.1 * (0.9 * 0 + 1.0))
   np.testing.assert_allclose(updates["blocks"][0]["linear"]["kernel"], -0.1 * (0.9 * 1.0 + 2.0), rtol=1e-6)
+
+
+def test_ff_read_out_is_trained_by_adam_whatever_trains_the_blocks():
+  c = base_config()
+  c.method, c.optimizer, c.learning_rate, c.momentum = "ff", "sgd", 0.1, 0.0
+  params = {**_params(), "readout": {"kernel": jnp.zeros((2, 2))}}
+  tx = make_optimizer(c, total_steps=10)
+  grads = jax.tree.map(lambda p: jnp.full_like(p, 1e-4), params)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_allclose(updates["blocks"][0]["linear"]["bias"], -0.1 * 1e-4)  # SGD
+  np.testing.assert_allclose(
+    updates["readout"]["kernel"], -1e-3, rtol=1e-3
+  )  # Adam: the step, not the gradient

@@ -8,6 +8,8 @@ import optax
 
 from hffjax.models.pretrained import learner_of, path_keys
 
+READOUT_LEARNING_RATE = 1e-3
+
 
 def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
   """Adam, AdamW or SGD with momentum, with an optional warm-up and cosine decay to zero; ``config.freeze`` learners fixed.
@@ -17,21 +19,31 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax
   state for them (their gradients are then dead code the compiler drops).
   Its prototype head keeps training: a head re-initialised for new classes
   must learn, and a head's gradient never reaches the block.
+
+  Forward-Forward's one-pass read-out (a linear probe on stop-gradient
+  features) is trained with Adam at :data:`READOUT_LEARNING_RATE` whatever
+  trains the blocks: with SGD at the blocks' rate a linear layer on
+  thousands of unit-RMS features oscillates.
   """
   tx = _base_optimizer(config, total_steps)
-  if not config.freeze:
+  probe = config.method == "ff"  # Forward-Forward's neutral-label read-out (a linear probe)
+  if not config.freeze and not probe:
     return tx
   frozen = {int(i) for i in config.freeze}
 
-  def labels(params):
-    return jax.tree_util.tree_map_with_path(
-      lambda path, _: (
-        "frozen" if path_keys(path)[0] == "blocks" and learner_of(path) in frozen else "trained"
-      ),
-      params,
-    )
+  def label(path) -> str:
+    keys = path_keys(path)
+    if probe and keys[0] == "readout":
+      return "readout"
+    return "frozen" if keys[0] == "blocks" and learner_of(path) in frozen else "trained"
 
-  return optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
+  def labels(params):
+    return jax.tree_util.tree_map_with_path(lambda path, _: label(path), params)
+
+  transforms = {"trained": tx, "frozen": optax.set_to_zero()}
+  if probe:
+    transforms["readout"] = optax.adam(READOUT_LEARNING_RATE)
+  return optax.multi_transform(transforms, labels)
 
 
 def _base_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> optax.GradientTransformation:
