@@ -70,6 +70,39 @@ def test_ff_loss_is_local():
   assert any(np.any(np.asarray(g) != 0) for g in jax.tree.leaves(grads["blocks"][2]))
 
 
+def test_ff_read_out_is_one_neutral_pass_that_trains_only_itself():
+  model = build_ff_model(_cfg(), input_shape=(8, 8, 1), num_classes=5, seed=0)
+  graphdef, params, stats = split_model(model)
+  h = model.normalize_images(X)
+  neutral = model.embed_neutral(h).reshape(6, -1)[:, :5]
+  white, black = model.embed(h, jnp.zeros(6, jnp.int32)).reshape(6, -1)[0, :2]
+  np.testing.assert_allclose(neutral, black + (white - black) / 5, rtol=1e-6)  # each label pixel at 1/C
+
+  def readout_loss(params):
+    m = merge_model(graphdef, params, stats)
+    logits = m.extra_rules(X)["readout"]
+    return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(6), Y])
+
+  grads = jax.grad(readout_loss)(params)
+  assert all(np.all(np.asarray(g) == 0) for g in jax.tree.leaves(grads["blocks"]))
+  assert np.any(np.asarray(grads["readout"]["kernel"]) != 0)
+  # The read-out sees blocks 2 and 3 only: 12 + 8 features.
+  assert params["readout"]["kernel"].shape == (20, 5)
+
+
+def test_ff_goodness_rules_and_peer_normalisation():
+  def total(**kw):
+    m = build_ff_model(_cfg(), input_shape=(8, 8, 1), num_classes=5, seed=0, **kw)
+    return m.loss(X, Y, key=jax.random.key(0))[1]
+
+  sharp, flat = total(goodness="sum"), total(goodness="mean")
+  assert not np.allclose(sharp, flat)
+  with pytest.raises(HFFError, match="unknown ff_goodness"):
+    build_ff_model(_cfg(), input_shape=(8, 8, 1), num_classes=5, seed=0, goodness="max")
+  # Peer normalisation only adds to each block's loss.
+  assert np.all(np.asarray(total(peer_norm=1.0)) > np.asarray(sharp))
+
+
 def test_ff_refuses_more_classes_than_inputs():
   with pytest.raises(HFFError, match="label over the first"):
     build_ff_model(_cfg(), input_shape=(4, 4, 1), num_classes=20, seed=0)

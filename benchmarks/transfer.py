@@ -1,0 +1,95 @@
+"""Transfer on Fashion-MNIST: a backprop ResNet trained on classes 0-4, then HFF on classes 5-9 from it.
+
+  python benchmarks/transfer.py --root runs/transfer [--epochs 3] [--out benchmarks/results/transfer-<machine>.json]
+
+Four runs of configs/fashion_mnist_resnet{_bp}.py (seed 0), each through the ``hffjax train`` CLI:
+``bp04`` (backprop, classes 0-4), then HFF on classes 5-9 for the same number of steps from
+scratch (``scratch59``), from bp04's backbone (``unfrozen59``, ``init_from``) and from it with the
+first three stage learners frozen (``frozen59``, ``freeze=(0,1,2)``). A run already in ``--root``
+resumes (or, when finished, only reports), so the script can be stopped and started again.
+Reports each run's test accuracy (last learner, every learner), validation accuracy, seconds per
+epoch, and which learners kept bp04's parameters (``learner_fingerprints``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+from hffjax import bench  # noqa: E402
+from hffjax.io import writers  # noqa: E402
+from hffjax.train import evaluate_workdir  # noqa: E402
+
+OLD, NEW = "(0,1,2,3,4)", "(5,6,7,8,9)"
+
+
+def runs(root: str) -> dict[str, list[str]]:
+  source = os.path.join(root, "bp04")
+  return {
+    "bp04": ["fashion_mnist_resnet_bp", f"--config.classes={OLD}"],
+    "scratch59": ["fashion_mnist_resnet", f"--config.classes={NEW}"],
+    "unfrozen59": ["fashion_mnist_resnet", f"--config.classes={NEW}", f"--config.init_from={source}"],
+    "frozen59": [
+      "fashion_mnist_resnet",
+      f"--config.classes={NEW}",
+      f"--config.init_from={source}",
+      "--config.freeze=(0,1,2)",
+    ],
+  }
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--root", required=True, help="folder for the four workdirs")
+  parser.add_argument("--epochs", type=int, default=3)
+  parser.add_argument("--out", default=None)
+  args = parser.parse_args()
+  hffjax = [sys.executable, "-m", "hffjax"]
+  report = {"command": "python benchmarks/transfer.py " + " ".join(sys.argv[1:]), "seed": 0, "runs": {}}
+  for name, (config, *overrides) in runs(args.root).items():
+    workdir = os.path.join(args.root, name)
+    argv = [*hffjax, "train", "--config", config, "--workdir", workdir, f"--config.num_epochs={args.epochs}"]
+    subprocess.run(argv + overrides, check=True, cwd=ROOT)
+    records = writers.read(os.path.join(workdir, writers.FILENAME))
+    result = evaluate_workdir(workdir)
+    report["runs"][name] = {
+      "config": config,
+      "overrides": overrides,
+      "steps": result["step"],
+      "test_accuracy": result["test_accuracy"],
+      "layer_accuracy": result["layer_accuracy"],
+      "validation_accuracy": records[-1].get("validation_accuracy"),
+      "seconds_per_epoch": statistics.mean(r["epoch_seconds"] for r in records if "epoch_seconds" in r),
+      "learner_fingerprints": result["learner_fingerprints"],
+    }
+    print(f"{name}: test {100 * result['test_accuracy']:.2f}%", file=sys.stderr)
+  source = report["runs"]["bp04"]["learner_fingerprints"]
+  for r in report["runs"].values():
+    r["learners_equal_to_bp04"] = [
+      i for i, (a, b) in enumerate(zip(r["learner_fingerprints"], source, strict=True)) if a == b
+    ]
+  report["machine"] = info = bench.machine_info()
+  out = args.out or os.path.join(ROOT, "benchmarks", "results", f"transfer-{bench.machine_name(info)}.json")
+  with open(out, "w") as f:
+    json.dump(report, f, indent=2)
+  print(
+    "| run | classes | test (last learner) | every learner | validation | s/epoch | learners equal to bp04 |"
+  )
+  print("|---|---|---|---|---|---|---|")
+  for name, r in report["runs"].items():
+    learners = " / ".join(f"{100 * a:.2f}" for a in r["layer_accuracy"])
+    val = f"{100 * r['validation_accuracy']:.2f}%" if r["validation_accuracy"] is not None else "n/a"
+    print(
+      f"| {name} | {'0-4' if name == 'bp04' else '5-9'} | {100 * r['test_accuracy']:.2f}% | {learners} "
+      f"| {val} | {r['seconds_per_epoch']:.0f} | {r['learners_equal_to_bp04'] or '-'} |"
+    )
+
+
+if __name__ == "__main__":
+  main()
