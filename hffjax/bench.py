@@ -272,6 +272,7 @@ def bench_speed(
           "batch_size": batch_size,
           "image_shape": list(image_shape),
         }
+        config.ff_readout = False  # time Forward-Forward itself, not the read-out probe trained beside it
         for method in ("hff", "bp", "ff"):
           config.method = method
           row[f"{method}_step_seconds"] = median_step_seconds(config, ds, steps)

@@ -77,6 +77,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.ff_threshold = 1.0  # method="ff": goodness threshold θ (per unit: on the mean squared activity)
   c.ff_goodness = "sum"  # method="ff": "sum" (logistic on the sum of squares vs θ·units) | "mean"
   c.ff_peer_norm = 0.0  # method="ff": weight of the peer-normalisation penalty (0 = off)
+  c.ff_readout = True  # method="ff": also train the one-pass neutral-label read-out (readout_accuracy)
 
   c.model = ml_collections.ConfigDict()
   c.model.kind = "mlp"  # "mlp" | "cnn" | "resnet"
@@ -414,6 +415,7 @@ CHECKS: dict[str, Check] = {
   "ff_threshold": _real(eg="1.0"),
   "ff_goodness": _enum(FF_GOODNESS),
   "ff_peer_norm": _real(0, eg="0.0 or 0.03"),
+  "ff_readout": _bool,
   "model.kind": _model_kind,
   "model.widths": _seq(
     "one or more layer widths, integers > 0", _pos_int, empty=False, eg="(1000, 1000, 1000)"

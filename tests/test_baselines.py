@@ -90,6 +90,16 @@ def test_ff_read_out_is_one_neutral_pass_that_trains_only_itself():
   assert params["readout"]["kernel"].shape == (20, 5)
 
 
+def test_ff_without_read_out_has_no_probe():
+  model = build_ff_model(_cfg(), input_shape=(8, 8, 1), num_classes=5, seed=0, readout=False)
+  assert model.readout is None and model.extra_rules(X) == {}
+  with_probe = build_ff_model(_cfg(), input_shape=(8, 8, 1), num_classes=5, seed=0)
+  key = jax.random.key(0)
+  np.testing.assert_allclose(
+    model.loss(X, Y, key=key)[1], with_probe.loss(X, Y, key=key)[1]
+  )  # same blocks' losses
+
+
 def test_ff_goodness_rules_and_peer_normalisation():
   def total(**kw):
     m = build_ff_model(_cfg(), input_shape=(8, 8, 1), num_classes=5, seed=0, **kw)

@@ -116,6 +116,7 @@ BAD = {
     ("2", "ff_threshold must be a finite number"),
   ],
   "ff_goodness": [("squares", "unknown ff_goodness"), ("", "unknown ff_goodness")],
+  "ff_readout": [(1, "ff_readout must be True or False"), ("yes", "ff_readout must be True or False")],
   "ff_peer_norm": [(-0.1, "ff_peer_norm must be"), (NAN, "ff_peer_norm must be")],
   "model.kind": [("transformer", "unknown model.kind"), ("", "unknown model.kind")],
   "model.widths": [

@@ -10,15 +10,16 @@
   against a threshold of ``θ`` per unit) or ``s = 1`` (``goodness="mean"``).
   Activities are normalised (and the gradient stopped) between blocks.
 * Optional peer normalisation (Hinton, 2022, section 3.2): a penalty on each
-  unit's mean positive activity straying from the layer's average, which keeps
-  units from dying or staying always on.
+  unit's mean positive activity over the batch straying from the layer's
+  average, which keeps units from dying or staying always on.
 * Inference runs one forward pass per class and takes the argmax of goodness
   summed over every block but the first.
 * A second, one-pass rule some Forward-Forward implementations use instead: a
   linear softmax read-out of the normalised activities of every block but the
   first, computed with a *neutral* label (every label value ``1/C``). It is
   trained alongside, on stop-gradient features, so it does not change the
-  blocks; :meth:`FFNet.extra_rules` reports it as ``readout``.
+  blocks (but adds a forward pass to each step; ``readout=False`` leaves it
+  out); :meth:`FFNet.extra_rules` reports it as ``readout``.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class FFNet(BlockStack):
     threshold: float = 1.0,
     goodness: str = "sum",
     peer_norm: float = 0.0,
+    readout: bool = True,
     rngs: nnx.Rngs | None = None,
     **stack_kwargs,
   ):
@@ -73,9 +75,9 @@ class FFNet(BlockStack):
     self.peer_norm = float(peer_norm)
     shapes = output_shapes(blocks, self.input_shape, self.interblock_norm)
     self.units = tuple(math.prod(a) for a, _ in shapes)
-    used = self._readout_blocks()
     rngs = rngs if rngs is not None else nnx.Rngs(params=0)
-    self.readout = nnx.Linear(sum(self.units[i] for i in used), num_classes, rngs=rngs)
+    features = sum(self.units[i] for i in self._readout_blocks())
+    self.readout = nnx.Linear(features, num_classes, rngs=rngs) if readout else None
 
   def _readout_blocks(self) -> tuple[int, ...]:
     n = len(self.blocks)
@@ -118,7 +120,7 @@ class FFNet(BlockStack):
 
   def extra_rules(self, x: jax.Array) -> dict[str, jax.Array]:
     """Prediction rules reported beside the goodness rule: ``readout``, one pass with a neutral label."""
-    return {"readout": self.readout_logits(self.normalize_images(x))}
+    return {} if self.readout is None else {"readout": self.readout_logits(self.normalize_images(x))}
 
   def __call__(self, x: jax.Array, *, train: bool = False) -> list[jax.Array]:
     """One forward pass per class: ``[B, C]`` goodness per block."""
@@ -153,8 +155,10 @@ class FFNet(BlockStack):
         loss = loss + self.peer_norm * jnp.mean(jnp.square(jnp.mean(mean_D) - mean_D))
       block_loss.append(loss)
     block_loss = jnp.stack(block_loss)
-    readout_loss = optax.softmax_cross_entropy_with_integer_labels(self.readout_logits(h), labels).mean()
-    return jnp.sum(block_loss) + readout_loss, block_loss, None
+    total = jnp.sum(block_loss)
+    if self.readout is not None:  # one more forward pass (neutral label); its gradient stays in the read-out
+      total += optax.softmax_cross_entropy_with_integer_labels(self.readout_logits(h), labels).mean()
+    return total, block_loss, None
 
 
 def build_ff_model(
@@ -169,6 +173,7 @@ def build_ff_model(
   threshold=1.0,
   goodness="sum",
   peer_norm=0.0,
+  readout=True,
 ) -> FFNet:
   rngs = nnx.Rngs(params=seed)
   return FFNet(
@@ -177,6 +182,7 @@ def build_ff_model(
     threshold=threshold,
     goodness=goodness,
     peer_norm=peer_norm,
+    readout=readout,
     rngs=rngs,
     input_shape=tuple(input_shape),
     interblock_norm=model_config.interblock_norm,

@@ -150,6 +150,7 @@ def build_network(config: ml_collections.ConfigDict, ds: data_lib.Dataset, pixel
       threshold=config.ff_threshold,
       goodness=config.ff_goodness,
       peer_norm=config.ff_peer_norm,
+      readout=config.ff_readout,
       **common,
     )
   return build_model(config.model, margin=config.margin, loss_weights=config.loss_weights, **common)
