@@ -160,9 +160,9 @@ def accuracy_vs_seconds(runs: list[dict], fractions=(0.125, 0.25, 0.5, 1.0)) -> 
     mine = [r for r in runs if r["arch"] == arch]
     if len(mine) < 2:
       continue
-    longest_shared = min(r["curve"][-1]["train_seconds"] for r in mine)
+    shortest = min(r["curve"][-1]["train_seconds"] for r in mine)
     for fraction in fractions:
-      seconds = fraction * longest_shared
+      seconds = fraction * shortest
       row = {"arch": arch, "train_seconds": seconds}
       for r in mine:
         row[r["method"]] = accuracy_at(r["curve"], seconds)

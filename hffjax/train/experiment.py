@@ -228,9 +228,10 @@ def restore_experiment(
     config = config_lib.from_json(storage.read_text(path))
   except (ValueError, TypeError) as e:
     raise HFFError(f"{path} is not a valid saved config ({e}); re-run train") from None
-  if model is not None and register_builder(model) != config.model.kind:
+  passed = register_builder(model) if model is not None else config.model.kind
+  if passed != config.model.kind:
     raise HFFError(
-      f"{workdir} was trained with model.kind {config.model.kind!r}, not {register_builder(model)!r}; "
+      f"{workdir} was trained with model.kind {config.model.kind!r}, not {passed!r}; "
       "pass the builder it was trained with"
     )
   if data_dir:
