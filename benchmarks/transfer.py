@@ -16,15 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from _runs import ROOT, percent, summarise, train
 
-from hffjax import bench  # noqa: E402
-from hffjax.io import writers  # noqa: E402
-from hffjax.train import evaluate_workdir  # noqa: E402
+from hffjax import bench
 
 OLD, NEW = "(0,1,2,3,4)", "(5,6,7,8,9)"
 
@@ -50,25 +46,13 @@ def main() -> None:
   parser.add_argument("--epochs", type=int, default=3)
   parser.add_argument("--out", default=None)
   args = parser.parse_args()
-  hffjax = [sys.executable, "-m", "hffjax"]
   report = {"command": "python benchmarks/transfer.py " + " ".join(sys.argv[1:]), "seed": 0, "runs": {}}
   for name, (config, *overrides) in runs(args.root).items():
     workdir = os.path.join(args.root, name)
-    argv = [*hffjax, "train", "--config", config, "--workdir", workdir, f"--config.num_epochs={args.epochs}"]
-    subprocess.run(argv + overrides, check=True, cwd=ROOT)
-    records = writers.read(os.path.join(workdir, writers.FILENAME))
-    result = evaluate_workdir(workdir)
-    report["runs"][name] = {
-      "config": config,
-      "overrides": overrides,
-      "steps": result["step"],
-      "test_accuracy": result["test_accuracy"],
-      "layer_accuracy": result["layer_accuracy"],
-      "validation_accuracy": records[-1].get("validation_accuracy"),
-      "seconds_per_epoch": statistics.mean(r["epoch_seconds"] for r in records if "epoch_seconds" in r),
-      "learner_fingerprints": result["learner_fingerprints"],
-    }
-    print(f"{name}: test {100 * result['test_accuracy']:.2f}%", file=sys.stderr)
+    if not train(config, workdir, [f"--config.num_epochs={args.epochs}", *overrides]):
+      sys.exit(f"{name} stopped before its last epoch; run the same command again to resume")
+    report["runs"][name] = {"config": config, "overrides": overrides, **summarise(workdir)}
+    print(f"{name}: test {percent(report['runs'][name]['test_accuracy'])}", file=sys.stderr)
   source = report["runs"]["bp04"]["learner_fingerprints"]
   for r in report["runs"].values():
     r["learners_equal_to_bp04"] = [
@@ -84,10 +68,9 @@ def main() -> None:
   print("|---|---|---|---|---|---|---|")
   for name, r in report["runs"].items():
     learners = " / ".join(f"{100 * a:.2f}" for a in r["layer_accuracy"])
-    val = f"{100 * r['validation_accuracy']:.2f}%" if r["validation_accuracy"] is not None else "n/a"
     print(
-      f"| {name} | {'0-4' if name == 'bp04' else '5-9'} | {100 * r['test_accuracy']:.2f}% | {learners} "
-      f"| {val} | {r['seconds_per_epoch']:.0f} | {r['learners_equal_to_bp04'] or '-'} |"
+      f"| {name} | {'0-4' if name == 'bp04' else '5-9'} | {percent(r['test_accuracy'])} | {learners} "
+      f"| {percent(r['validation_accuracy'])} | {r['seconds_per_epoch']:.0f} | {r['learners_equal_to_bp04'] or '-'} |"
     )
 
 

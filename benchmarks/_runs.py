@@ -1,0 +1,47 @@
+"""Helpers shared by the benchmark scripts that train through the ``hffjax train`` CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from hffjax.io import writers  # noqa: E402
+from hffjax.train import evaluate_workdir  # noqa: E402
+
+
+def train(config: str, workdir: str, overrides: list[str]) -> bool:
+  """Trains (or resumes) one run; False when it stopped early (SIGTERM saves and exits 0)."""
+  argv = [sys.executable, "-m", "hffjax", "train", "--config", config, "--workdir", workdir, *overrides]
+  subprocess.run(argv, check=True, cwd=ROOT)
+  with open(os.path.join(workdir, "config.json")) as f:
+    epochs = json.load(f)["num_epochs"]
+  records = writers.read(os.path.join(workdir, writers.FILENAME))
+  return bool(records) and records[-1].get("epoch") == epochs
+
+
+def summarise(workdir: str) -> dict:
+  """Test accuracy (last learner, every learner), validation accuracy and s/epoch of a finished run."""
+  records = writers.read(os.path.join(workdir, writers.FILENAME))
+  result = evaluate_workdir(workdir)
+  seconds = [r["epoch_seconds"] for r in records if "epoch_seconds" in r]
+  return {
+    "steps": result["step"],
+    "epochs": records[-1]["epoch"],
+    "test_accuracy": result["test_accuracy"],
+    "layer_accuracy": result["layer_accuracy"],
+    "validation_accuracy": records[-1].get("validation_accuracy"),
+    "seconds_per_epoch": statistics.mean(seconds),
+    # The first epoch includes compilation; a resumed run's first epoch after a restart does too.
+    "median_seconds_per_epoch": statistics.median(seconds),
+    "learner_fingerprints": result["learner_fingerprints"],
+  }
+
+
+def percent(x: float | None) -> str:
+  return "n/a" if x is None else f"{100 * x:.2f}%"
