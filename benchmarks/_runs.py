@@ -30,6 +30,7 @@ def summarise(workdir: str) -> dict:
   records = writers.read(os.path.join(workdir, writers.FILENAME))
   result = evaluate_workdir(workdir)
   seconds = [r["epoch_seconds"] for r in records if "epoch_seconds" in r]
+  steps_per_epoch = records[-1]["step"] / records[-1]["epoch"]
   return {
     "steps": result["step"],
     "epochs": records[-1]["epoch"],
@@ -37,8 +38,9 @@ def summarise(workdir: str) -> dict:
     "layer_accuracy": result["layer_accuracy"],
     "validation_accuracy": records[-1].get("validation_accuracy"),
     "seconds_per_epoch": statistics.mean(seconds),
-    # The first epoch includes compilation; a resumed run's first epoch after a restart does too.
-    "median_seconds_per_epoch": statistics.median(seconds),
+    # From the median interval's step rate: robust to the first interval (compilation), to an
+    # interval cut short by a pause (a resumed epoch is partly timed) and to a busy machine.
+    "median_seconds_per_epoch": steps_per_epoch / statistics.median(r["steps_per_second"] for r in records),
     "learner_fingerprints": result["learner_fingerprints"],
   }
 
