@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 from hffjax.io import writers  # noqa: E402
 from hffjax.train import evaluate_workdir  # noqa: E402
