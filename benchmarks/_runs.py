@@ -17,9 +17,18 @@ from hffjax.train import evaluate_workdir  # noqa: E402
 def train(config: str, workdir: str, overrides: list[str]) -> bool:
   """Trains (or resumes) one run; False when it stopped early (SIGTERM saves and exits 0)."""
   argv = [sys.executable, "-m", "hffjax", "train", "--config", config, "--workdir", workdir, *overrides]
-  subprocess.run(argv, check=True, cwd=ROOT)
-  with open(os.path.join(workdir, "config.json")) as f:
-    epochs = json.load(f)["num_epochs"]
+  if subprocess.run(argv, cwd=ROOT).returncode:
+    sys.exit(f"hffjax train --config {config} --workdir {workdir} failed (its error is above)")
+  return finished(workdir)
+
+
+def finished(workdir: str) -> bool:
+  """Whether the run in ``workdir`` has logged its last epoch."""
+  try:
+    with open(os.path.join(workdir, "config.json")) as f:
+      epochs = json.load(f)["num_epochs"]
+  except FileNotFoundError:
+    return False
   records = writers.read(os.path.join(workdir, writers.FILENAME))
   return bool(records) and records[-1].get("epoch") == epochs
 

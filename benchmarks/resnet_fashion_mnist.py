@@ -8,7 +8,9 @@ Three runs, each through the ``hffjax train`` CLI with the config's defaults: ``
 stop the script with SIGTERM to its process group (the run saves a checkpoint and exits) and start
 it again later. Extra arguments after ``--`` go to every ``hffjax train`` (e.g.
 ``-- --config.steps_per_call=8``). Reports each run's test accuracy (last learner, every learner),
-validation accuracy and seconds per epoch, and HFF's last learner minus backprop's.
+validation accuracy and seconds per epoch, and HFF's last learner minus backprop's. The report
+(``--out``) is written whenever a run is missing too, with the runs finished so far and
+``"complete": false``; ``--report-only`` writes it without training (safe beside a training driver).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import json
 import os
 import sys
 
-from _runs import ROOT, percent, summarise, train
+from _runs import ROOT, finished, percent, summarise, train
 
 from hffjax import bench
 
@@ -29,23 +31,14 @@ RUNS = {
 }
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--root", required=True, help="folder for the three workdirs")
-  parser.add_argument("--out", default=None)
-  parser.add_argument("extra", nargs="*", help="overrides passed to every run (after --)")
-  args = parser.parse_args()
-  report = {"command": "python benchmarks/resnet_fashion_mnist.py " + " ".join(sys.argv[1:]), "runs": {}}
-  for name, (config, seed) in RUNS.items():
-    workdir = os.path.join(args.root, name)
-    if not train(config, workdir, [f"--config.seed={seed}", *args.extra]):
-      sys.exit(f"{name} stopped before its last epoch; run the same command again to resume")
-    report["runs"][name] = {"config": config, "seed": seed, **summarise(workdir)}
-    print(f"{name}: test {percent(report['runs'][name]['test_accuracy'])}", file=sys.stderr)
+def write_report(report: dict, out: str | None) -> None:
+  """Writes the runs finished so far (``complete`` once all three are) and prints their table."""
   runs = report["runs"]
-  report["hff_minus_bp_seed0"] = runs["hff_s0"]["test_accuracy"] - runs["bp_s0"]["test_accuracy"]
+  report["complete"] = list(runs) == list(RUNS)
+  if "hff_s0" in runs and "bp_s0" in runs:
+    report["hff_minus_bp_seed0"] = runs["hff_s0"]["test_accuracy"] - runs["bp_s0"]["test_accuracy"]
   report["machine"] = info = bench.machine_info()
-  out = args.out or os.path.join(
+  out = out or os.path.join(
     ROOT, "benchmarks", "results", f"resnet-fashion_mnist-{bench.machine_name(info)}.json"
   )
   with open(out, "w") as f:
@@ -58,7 +51,47 @@ def main() -> None:
       f"| {name} | {r['seed']} | {percent(r['test_accuracy'])} | {learners} "
       f"| {percent(r['validation_accuracy'])} | {r['median_seconds_per_epoch']:.0f} |"
     )
-  print(f"HFF - BP (seed 0, last learner): {100 * report['hff_minus_bp_seed0']:+.2f} points")
+  if "hff_minus_bp_seed0" in report:
+    print(f"HFF - BP (seed 0, last learner): {100 * report['hff_minus_bp_seed0']:+.2f} points")
+  print(f"wrote {out}" + ("" if report["complete"] else " (not every run has finished)"), file=sys.stderr)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--root", required=True, help="folder for the three workdirs")
+  parser.add_argument("--out", default=None)
+  parser.add_argument(
+    "--report-only",
+    action="store_true",
+    help="report the finished runs and train nothing (while another trains)",
+  )
+  parser.add_argument("extra", nargs="*", help="overrides passed to every run (after --)")
+  args = parser.parse_args()
+  # The command that trains the runs (a --report-only call reports the same runs).
+  argv = [a for a in sys.argv[1:] if a != "--report-only"]
+  report = {"command": "python benchmarks/resnet_fashion_mnist.py " + " ".join(argv), "runs": {}}
+  for name, (config, seed) in RUNS.items():
+    workdir = os.path.join(args.root, name)
+    done = (
+      finished(workdir)
+      if args.report_only
+      else train(config, workdir, [f"--config.seed={seed}", *args.extra])
+    )
+    if not done:
+      if report["runs"]:
+        write_report(report, args.out)
+      message = f"{name} has not finished; " + (
+        "train or resume it with the same command without --report-only"
+        if args.report_only
+        else "run the same command again to resume"
+      )
+      if args.report_only:
+        print(message, file=sys.stderr)
+        return
+      sys.exit(message)
+    report["runs"][name] = {"config": config, "seed": seed, **summarise(workdir)}
+    print(f"{name}: test {percent(report['runs'][name]['test_accuracy'])}", file=sys.stderr)
+  write_report(report, args.out)
 
 
 if __name__ == "__main__":
