@@ -111,6 +111,24 @@ def test_validation_is_carved_from_train_and_classes_are_relabelled():
     data.load_dataset(_config(classes=(2, 2)))
 
 
+def test_a_dataset_without_test_evaluates_validation_and_refuses_it_as_validation_split(tmp_path):
+  build_variable_size_dataset(
+    str(tmp_path), name="no_test", num_train=30, num_test=10, test_name="validation"
+  )
+  c = _config(dataset="no_test", data_dir=str(tmp_path), image_size=8)
+  ds = data.load_dataset(c)
+  assert (ds.test_split, len(ds.test)) == ("validation", 10)
+  for spec in ("validation", "validation[:5]"):
+    with pytest.raises(HFFError, match="no test split, so its validation split is evaluated as the test set"):
+      data.load_dataset(
+        _config(dataset="no_test", data_dir=str(tmp_path), image_size=8, validation_split=spec)
+      )
+  carved = data.load_dataset(
+    _config(dataset="no_test", data_dir=str(tmp_path), image_size=8, validation_split="train[-6:]")
+  )
+  assert (len(carved.train), len(carved.validation), len(carved.test)) == (24, 6, 10)
+
+
 def test_random_resized_crop_is_deterministic_and_independent_of_process_count(tmp_path):
   build_variable_size_dataset(str(tmp_path), num_train=40, num_test=10)
   c = _config(dataset="var_shapes", data_dir=str(tmp_path), image_size=12)

@@ -16,6 +16,7 @@ def build_variable_size_dataset(
   num_test=20,
   max_side=60,
   file_format="array_record",
+  test_name="test",
 ):
   import tensorflow_datasets as tfds
 
@@ -34,7 +35,7 @@ def build_variable_size_dataset(
       )
 
     def _split_generators(self, dl_manager):
-      return {"train": self._generate_examples(num_train, 0), "test": self._generate_examples(num_test, 1)}
+      return {"train": self._generate_examples(num_train, 0), test_name: self._generate_examples(num_test, 1)}
 
     def _generate_examples(self, n, seed):
       rng = np.random.default_rng(seed)

@@ -148,6 +148,7 @@ class Dataset:
   validation: ArraySource | RecordSource | None = None
   image_size: int = 0  # crop/resize size for datasets whose images vary in size
   class_names: tuple[str, ...] | None = None
+  test_split: str = "test"  # the split ``test`` reads: "validation" for a dataset without "test"
 
   @property
   def image_shape(self) -> tuple[int, int, int]:
@@ -370,6 +371,7 @@ def load_tfds_dataset(name: str, data_dir: str | None, *, test_split: str | None
     test=RecordSource(test, fixed, channels=channels),
     num_classes=int(label.num_classes),
     class_names=names,
+    test_split=parse_split(test_split)[0],
   )
 
 
@@ -444,6 +446,11 @@ def _carve_validation(ds: Dataset, spec: str, data_dir: str) -> Dataset:
     )
   if name == "test":
     raise HFFError("validation_split must not be the test split; carve it from train, e.g. train[-5000:]")
+  if name == ds.test_split:
+    raise HFFError(
+      f"validation_split {spec!r}: {ds.name} has no test split, so its {name} split is evaluated as "
+      f"the test set; carve validation from train instead, e.g. train[-10000:]"
+    )
   if isinstance(ds.train, ArraySource):
     raise HFFError(
       f"{ds.name} has only train and test splits; carve validation from train, e.g. train[-5000:]"
