@@ -8,10 +8,10 @@ import statistics
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from hffjax.io import writers
+from hffjax.train import evaluate_workdir
 
-from hffjax.io import writers  # noqa: E402
-from hffjax.train import evaluate_workdir  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def train(config: str, workdir: str, overrides: list[str]) -> bool:

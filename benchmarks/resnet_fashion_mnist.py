@@ -80,15 +80,10 @@ def main() -> None:
     if not done:
       if report["runs"]:
         write_report(report, args.out)
-      message = f"{name} has not finished; " + (
-        "train or resume it with the same command without --report-only"
-        if args.report_only
-        else "run the same command again to resume"
-      )
       if args.report_only:
-        print(message, file=sys.stderr)
+        print(f"{name} has not finished; train or resume it without --report-only", file=sys.stderr)
         return
-      sys.exit(message)
+      sys.exit(f"{name} has not finished; run the same command again to resume")
     report["runs"][name] = {"config": config, "seed": seed, **summarise(workdir)}
     print(f"{name}: test {percent(report['runs'][name]['test_accuracy'])}", file=sys.stderr)
   write_report(report, args.out)
