@@ -1,9 +1,11 @@
 """Transfer learning: init_from loads a run's matching parameters, re-initialises heads, refuses mismatches; freeze."""
 
+import json
 import os
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 from conftest import ROOT
 
@@ -11,6 +13,7 @@ from hffjax import train
 from hffjax.config import load_config
 from hffjax.data import make_synthetic
 from hffjax.errors import HFFError
+from hffjax.models.pretrained import load_pretrained
 from hffjax.train.loop import evaluate_workdir
 
 FOUR = make_synthetic(num_train=256, num_test=64, image_shape=(8, 8, 1), num_classes=4, seed=0)
@@ -36,6 +39,11 @@ def test_backprop_backbone_loads_heads_reinitialised_and_frozen_learner_kept(
   # 4 block arrays loaded of 4 + 2 prototype arrays; heads are new (the source has a linear head).
   assert "loaded 4 of 6 arrays" in report
   assert "re-initialised heads.0, heads.1" in report and "not used from the source: head" in report
+  # Images are normalised as the source's were (its BatchNorm statistics and frozen features expect them).
+  assert "images normalised with its pixel statistics" in report
+  saved = [json.loads((tmp_path / w / "data.json").read_text()) for w in ("bp", "hff")]
+  assert saved[1]["pixel_mean"] == saved[0]["pixel_mean"] and saved[1]["pixel_std"] == saved[0]["pixel_std"]
+  assert not np.allclose(saved[1]["pixel_mean"], THREE.pixel_stats()[0])
   params = jax.device_get(state.params)
   for name in ("kernel", "bias"):
     np.testing.assert_array_equal(params["blocks"][0]["linear"][name], source["blocks"][0]["linear"][name])
@@ -89,3 +97,67 @@ def test_shape_mismatch_and_unreadable_sources_are_refused(tiny_config, tmp_path
   c.init_from, c.freeze = bp_source, (2,)
   with pytest.raises(HFFError, match=r"freeze names learners \[2\]"):
     train.setup(c, dataset=FOUR)
+  # A bad source is refused before the workdir is written: the corrected command then just runs.
+  c.init_from, c.freeze, c.num_epochs = str(tmp_path / "nowhere"), (), 1
+  with pytest.raises(HFFError, match="does not exist"):
+    train.fit(c, str(tmp_path / "dst"), dataset=FOUR, progress=False)
+  assert not (tmp_path / "dst" / "config.json").exists()
+  c.init_from = bp_source
+  record, _, _ = train.fit(c, str(tmp_path / "dst"), dataset=FOUR, progress=False)
+  assert record["step"] == 8
+
+
+def _save(path, prototypes, bias):
+  tree = {
+    "blocks": {"0": {"kernel": np.zeros((4, 8), np.float32)}},
+    "heads": {"0": {"prototypes": prototypes}},
+  }
+  tree["head"] = {"bias": bias}
+  with ocp.StandardCheckpointer() as checkpointer:
+    checkpointer.save(str(path), tree)
+    checkpointer.wait_until_finished()
+  return str(path)
+
+
+def test_a_head_is_reinitialised_for_another_class_count_only(tmp_path):
+  """Prototypes ``(classes, D)`` and a linear head's last axis may change with the class count; D may not."""
+  params = {
+    "blocks": {"0": {"kernel": np.ones((4, 8), np.float32)}},
+    "heads": {"0": {"prototypes": np.ones((3, 8), np.float32)}},
+    "head": {"bias": np.ones((3,), np.float32)},
+  }
+  five = _save(tmp_path / "five", np.zeros((5, 8), np.float32), np.zeros((5,), np.float32))
+  loaded, _, report = load_pretrained(five, params, {})
+  assert report.reinitialised == ["head (other class count)", "heads.0 (other class count)"]
+  np.testing.assert_array_equal(loaded["blocks"]["0"]["kernel"], 0)  # loaded from the source
+  np.testing.assert_array_equal(loaded["heads"]["0"]["prototypes"], 1)  # kept as initialised
+  wider = _save(tmp_path / "wider", np.zeros((3, 16), np.float32), np.zeros((3,), np.float32))
+  with pytest.raises(HFFError, match=r"heads\.0\.prototypes has shape \(3, 16\) there but \(3, 8\) here"):
+    load_pretrained(wider, params, {})
+
+
+def test_resnet_frozen_learners_keep_parameters_and_batchnorm_statistics(tmp_path):
+  """A backprop ResNet backbone, two of four learners frozen: their BatchNorm runs in inference mode."""
+  from hffjax.config import base_config
+
+  def resnet(method):
+    c = base_config()
+    c.dataset, c.method, c.num_epochs, c.batch_size, c.eval_batch_size = "synthetic", method, 2, 8, 8
+    c.model.kind, c.model.depth, c.model.width, c.model.learner = "resnet", 10, 4, "block"
+    return c
+
+  src_ds = make_synthetic(num_train=32, num_test=8, image_shape=(8, 8, 3), num_classes=5, seed=0)
+  dst_ds = make_synthetic(num_train=32, num_test=8, image_shape=(8, 8, 3), num_classes=3, seed=1)
+  _, _, source = train.fit(resnet("bp"), str(tmp_path / "bp"), dataset=src_ds, progress=False)
+  c = resnet("hff")
+  c.init_from, c.freeze = str(tmp_path / "bp"), (0, 1)
+  _, _, state = train.fit(c, str(tmp_path / "hff"), dataset=dst_ds, progress=False)
+  for tree, before in ((state.params, source.params), (state.batch_stats, source.batch_stats)):
+    after = jax.device_get(tree)["blocks"]
+    before = jax.device_get(before)["blocks"]
+    for i in (0, 1):
+      jax.tree.map(np.testing.assert_array_equal, after[i], before[i])
+    assert any(
+      not np.array_equal(a, b)
+      for a, b in zip(jax.tree.leaves(after[2]), jax.tree.leaves(before[2]), strict=True)
+    )

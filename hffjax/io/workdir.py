@@ -10,6 +10,7 @@ atomically, so each reads a whole one.)
 from __future__ import annotations
 
 import json
+import posixpath
 import secrets
 
 import jax
@@ -136,6 +137,42 @@ def saved_pixel_stats(workdir: str, ds) -> tuple | None:
       "statistics of its whole training split; streamed datasets are no longer read whole, so this "
       "run cannot be restored exactly: train it again (--overwrite)"
     ) from None
+
+
+def source_pixel_stats(path: str, ds) -> tuple | None:
+  """The ``(mean, std)`` the run ``init_from`` names normalised images with, or ``None``.
+
+  ``path`` is a workdir (its ``data.json`` holds them) or one of its
+  checkpoints (``WORKDIR/checkpoints/STEP``); a bare Orbax folder holds none.
+  A transferred backbone must see images normalised as it was trained: its
+  BatchNorm statistics, and a frozen learner's features, depend on it.
+  """
+  stripped = path.rstrip("/")
+  folders = [stripped]
+  parent = posixpath.dirname(stripped)
+  if posixpath.basename(parent) == "checkpoints":
+    folders.append(posixpath.dirname(parent))
+  for folder in folders:
+    data_path = storage.join(folder, "data.json")
+    if not storage.exists(data_path):
+      continue
+    try:
+      saved = json.loads(storage.read_text(data_path))
+    except (OSError, json.JSONDecodeError) as e:
+      raise HFFError(
+        f"init_from's {data_path} is unreadable ({e}); restore it or set pixel_mean/pixel_std"
+      ) from None
+    if "pixel_mean" not in saved or "pixel_std" not in saved:
+      return None
+    mean, std = tuple(saved["pixel_mean"]), tuple(saved["pixel_std"])
+    channels = ds.image_shape[-1]
+    if len(mean) not in (1, channels):
+      raise HFFError(
+        f"init_from {path} normalised {len(mean)}-channel images, but {ds.name} has {channels} channel(s); "
+        "start from a run on images with the same channels"
+      )
+    return mean, std
+  return None
 
 
 def trained_steps_per_epoch(workdir: str, default: int) -> int:

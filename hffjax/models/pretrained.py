@@ -3,8 +3,8 @@
 :func:`load_pretrained` copies every array of a source checkpoint whose path
 and shape match the new model's. Prototype heads (and a backprop run's linear
 head) whose class count differs are re-initialised, as are heads the source
-does not have (a backprop backbone has no prototypes); any other mismatch is
-an error, never a silent skip. The report says what was loaded and what was
+does not have (a backprop backbone has no prototypes); any other mismatch (a
+head's prototype dimension included) is an error, never a silent skip. The report says what was loaded and what was
 not.
 """
 
@@ -100,6 +100,14 @@ def _group_name(path: tuple[str, ...]) -> str:
   return ".".join(path[:2]) if path[0] == "heads" else path[0]
 
 
+def _only_class_count_differs(key: tuple[str, ...], got: tuple, want: tuple) -> bool:
+  """Whether a head array's shapes differ in its class axis alone (prototypes: rows; a linear head: the last)."""
+  if len(got) != len(want) or not want:
+    return False
+  axis = 0 if key[-1] == "prototypes" else len(want) - 1
+  return all(g == w for i, (g, w) in enumerate(zip(got, want, strict=True)) if i != axis)
+
+
 def load_pretrained(path: str, params: dict, batch_stats: dict) -> tuple[dict, dict, LoadReport]:
   """``params``/``batch_stats`` with every matching array of the checkpoint at ``path`` loaded.
 
@@ -121,7 +129,7 @@ def load_pretrained(path: str, params: dict, batch_stats: dict) -> tuple[dict, d
       if got is not None and tuple(got.shape) == tuple(init.shape):
         values[key] = np.asarray(got).astype(init.dtype)
         report.loaded += 1
-      elif is_head:
+      elif is_head and (got is None or _only_class_count_differs(key, got.shape, init.shape)):
         values[key] = init
         reinit.add(_group_name(key) + ("" if got is None else " (other class count)"))
       elif got is None:
@@ -132,7 +140,7 @@ def load_pretrained(path: str, params: dict, batch_stats: dict) -> tuple[dict, d
       else:
         raise HFFError(
           f"init_from {where}: {name} has shape {tuple(got.shape)} there but {tuple(init.shape)} here; "
-          "use the same model settings (widths, channels, depth, learner)"
+          "use the same model settings (widths, channels, depth, learner, read-out)"
         )
     unused.update(_group_name(k) for k in source if k not in target)
     merged.append(_unflat_like(tree, values))

@@ -119,15 +119,28 @@ class Experiment:
     state = TrainState(
       step=jnp.zeros((), jnp.int32), params=params, batch_stats=stats, opt_state=self.optimizer.init(params)
     )
-    return jax.device_put(state, sharding.replicated(self.mesh)), report.line()
+    line = report.line()
+    if not self.config.pixel_mean:
+      from_source = workdir_lib.source_pixel_stats(self.config.init_from, self.dataset) is not None
+      line += (
+        "; images normalised with its pixel statistics"
+        if from_source
+        else "; it holds no pixel statistics (no data.json), so this run's own are used"
+      )
+    return jax.device_put(state, sharding.replicated(self.mesh)), line
 
 
 def pixel_stats_for(config: ml_collections.ConfigDict, ds: data_lib.Dataset, saved=None) -> tuple:
-  """``(mean, std)`` to normalise with: the config's, else a run's saved ones, else estimated from ``ds``."""
+  """``(mean, std)`` to normalise with: the config's, else a run's saved ones, else ``init_from``'s run's
+  (a transferred backbone sees images as it was trained on them), else estimated from ``ds``."""
   if config.pixel_mean:
     return tuple(config.pixel_mean), tuple(config.pixel_std)
   if saved is not None:
     return tuple(saved[0]), tuple(saved[1])
+  if config.init_from:
+    source = workdir_lib.source_pixel_stats(config.init_from, ds)
+    if source is not None:
+      return source
   return ds.pixel_stats()
 
 

@@ -196,6 +196,17 @@ def _restore(exp: Experiment, ckpts: ckpt_lib.Checkpoints) -> tuple[TrainState, 
   return to_state(tree), last_saved, meta
 
 
+def _load_init_from(exp: Experiment) -> tuple[TrainState, str]:
+  """``config.init_from``'s state and report; every process fails together on a bad source."""
+  error, loaded = None, None
+  try:
+    loaded = exp.pretrained_state()
+  except HFFError as e:
+    error = e
+  sharding.raise_if_any(error, "loading init_from")
+  return loaded
+
+
 def train_and_evaluate(
   config: ml_collections.ConfigDict,
   workdir: str,
@@ -283,7 +294,7 @@ def fit(
       config.model.kind = kind
     config_lib.validate_config(config)
     ds = dataset if dataset is not None else data_lib.load_dataset(config)
-    # A resumed run normalises as it started; a new or overwritten one estimates its statistics.
+    # A resumed run normalises as it started; a new or overwritten one as init_from's run did, or by estimate.
     resumable = not overwrite and workdir_lib.same_config(workdir, config)
     saved_stats = workdir_lib.saved_pixel_stats(workdir, ds) if resumable else None
     exp = setup(config, ds, saved_pixel_stats=saved_stats)
@@ -319,18 +330,19 @@ def _train(
     "pixel_mean": list(exp.pixel_stats[0]),
     "pixel_std": list(exp.pixel_stats[1]),
   }
+  # init_from is read before the workdir is written, so that a bad path leaves no run behind to refuse.
+  resumes = not overwrite and workdir_lib.same_config(workdir, config)
+  pretrained = None
+  if config.init_from and not (resumes and storage.exists(storage.join(workdir, "checkpoints"))):
+    pretrained = _load_init_from(exp)
   prepare_workdir(config, workdir, overwrite, data_info)
   ckpts = ckpt_lib.Checkpoints(workdir, keep=config.keep_checkpoints)
   state, last_saved, meta = _restore(exp, ckpts)
   if last_saved is None and config.init_from:
-    error = None
-    try:
-      state, report = exp.pretrained_state()
-    except HFFError as e:
-      error = e
-    sharding.raise_if_any(error, "loading init_from")
+    state, report = pretrained or _load_init_from(exp)
     if primary:
       print(report, flush=True)
+  del pretrained
   start = int(sharding.fetch(state.step))
   writer = _writer(workdir, primary, last_saved)
 
