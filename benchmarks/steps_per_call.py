@@ -5,6 +5,7 @@
 Each round trains one epoch of configs/fashion_mnist_mlp.py (seed 0) with the library loop
 (``train.fit``) for every K in turn, in one process, so the ratio compares runs made side by
 side; the epoch time is the loop's own ``epoch_seconds`` (training only; evaluation excluded).
+Each run's test accuracy is recorded too (the same for every K: fused steps change no parameter).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def main() -> None:
   parser.add_argument("--out", default=None)
   args = parser.parse_args()
   times = {k: [] for k in args.ks}
+  accuracy = {k: [] for k in args.ks}
   for _ in range(args.rounds):
     for k in args.ks:
       c = load_config(os.path.join(ROOT, "configs", "fashion_mnist_mlp.py"))
@@ -36,6 +38,7 @@ def main() -> None:
       with tempfile.TemporaryDirectory() as workdir:
         record, _, _ = train.fit(c, workdir, progress=False)
       times[k].append(record["epoch_seconds"])
+      accuracy[k].append(record["test_accuracy"])
       print(
         f"K={k}: {record['epoch_seconds']:.2f} s/epoch, test {record['test_accuracy']:.4f}", file=sys.stderr
       )
@@ -47,6 +50,7 @@ def main() -> None:
     "seed": 0,
     "epoch_seconds": {str(k): v for k, v in times.items()},
     "ratio_to_first": {str(k): statistics.median(v) / base for k, v in times.items()},
+    "test_accuracy": {str(k): v for k, v in accuracy.items()},
   }
   out = args.out or os.path.join(
     ROOT, "benchmarks", "results", f"steps_per_call-{bench.machine_name(info)}.json"

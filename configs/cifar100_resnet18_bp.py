@@ -1,6 +1,11 @@
 """Backprop baseline on the blocks, data and budget of configs/cifar100_resnet18.py.
 
-hffjax train --config configs/cifar100_resnet18_bp.py --workdir runs/cifar100_resnet18_bp
+hffjax train --config configs/cifar100_resnet18_bp.py --workdir runs/cifar100_resnet18_bp \
+    --config.data_dir ~/tensorflow_datasets
+
+Sized for one GPU (H100 class), like its HFF config; backprop's step costs a
+little more than HFF's. Expected time: not yet measured by hffjax (see the HFF
+config).
 """
 
 import os

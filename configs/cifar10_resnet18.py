@@ -4,10 +4,14 @@ hffjax train --config configs/cifar10_resnet18.py --workdir runs/cifar10_resnet1
     --config.data_dir ~/tensorflow_datasets
 
 Needs TFDS ``cifar10`` prepared as array_record (README, "Preparing a TFDS
-dataset"). Sized for one GPU (H100 class): 390 steps of 128 per epoch, 100
-epochs; in bf16 with 8 steps per call. On a CPU expect hours per epoch. Its
-accuracy has not been measured by hffjax (no CIFAR data where it was built);
-the code path is tested on generated data of the same shape.
+dataset"). Sized for one GPU (H100 class): 351 steps of 128 per epoch (45,000
+images; the last 5,000 of train validate), 100 epochs, 35,100 steps; in bf16
+with 8 steps per call. Expected time: not yet measured by hffjax; a
+ResNet-18 at 32x32 is ~0.56 GFLOP per image forward, so at a few thousand
+images/s the run takes on the order of half an hour to an hour on such a GPU
+(`hffjax bench --speed` measures the images/s). On a CPU expect hours per
+epoch. Its accuracy has not been measured by hffjax (no CIFAR data where it
+was built); the code path is tested on generated data of the same shape.
 """
 
 from hffjax.config import base_config

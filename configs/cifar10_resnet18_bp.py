@@ -1,6 +1,11 @@
 """Backprop baseline on the blocks, data and budget of configs/cifar10_resnet18.py.
 
-hffjax train --config configs/cifar10_resnet18_bp.py --workdir runs/cifar10_resnet18_bp
+hffjax train --config configs/cifar10_resnet18_bp.py --workdir runs/cifar10_resnet18_bp \
+    --config.data_dir ~/tensorflow_datasets
+
+Sized for one GPU (H100 class), like its HFF config; backprop's step costs a
+little more than HFF's (it computes every input gradient). Expected time: not
+yet measured by hffjax (see the HFF config).
 """
 
 import os

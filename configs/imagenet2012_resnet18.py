@@ -5,9 +5,12 @@ hffjax train --config configs/imagenet2012_resnet18.py --workdir gs://BUCKET/run
 
 Needs TFDS ``imagenet2012`` prepared as array_record by the user (its manual
 download; README, "Preparing a TFDS dataset"). Sized for a TPU v4-32 / v5e-32
-pod slice or 8 GPUs: global batch 1024, 1251 steps per epoch, 90 epochs, bf16,
-8 steps per call, 16 grain workers per host for decoding and random-resized
-crops. Its accuracy has not been measured by hffjax.
+pod slice or 8 GPUs: global batch 1024, 1241 steps per epoch (1,271,167 images;
+the last 10,000 of train validate), 90 epochs, 111,690 steps, bf16, 8 steps per
+call, 16 grain workers per host for decoding and random-resized crops.
+Expected time: not yet measured by hffjax; JPEG decoding usually bounds a
+ResNet-18 there, and such runs take on the order of half a day. Its accuracy
+has not been measured by hffjax.
 """
 
 from hffjax.config import base_config

@@ -208,6 +208,7 @@ def bench_class_scaling(
       jax.block_until_ready(run_all())  # compile
       first = _median_seconds(run_all, repeats=1)
       row[f"{method}_seconds"] = first if first > 10 else _median_seconds(run_all, repeats=3)
+      row[f"{method}_images_per_second"] = num_examples / row[f"{method}_seconds"]
     row["ff_over_hff"] = row["ff_seconds"] / row["hff_seconds"]
     rows.append(row)
   return rows
@@ -354,9 +355,13 @@ def bench_resnet(
   depth: int = 18,
   classes=(10, 100, 1000),
   scaling_examples: int = 512,
+  scaling_resolutions=None,
   seed: int = 0,
 ) -> dict:
   """ResNet training speed (HFF with block and stage learners, backprop) and FF/HFF inference vs classes.
+
+  The inference table runs at ``scaling_resolutions`` (default: every one of
+  ``resolutions``), on ``scaling_examples`` images per class count.
 
   Each row times ``steps_per_call`` fused steps per synchronised call (one
   dispatch, one sync), as the training loop runs them, and reports
@@ -405,17 +410,19 @@ def bench_resnet(
         f"{hff['images_per_second']:.0f} img/s, MFU {hff['mfu'] or 0:.1%}",
         file=sys.stderr,
       )
-  scaling_config = resnet_config(
-    32, method="hff", learner="block", dtype=dtype, batch_size=batch_size, width=width, depth=depth
-  ).model
-  scaling = bench_class_scaling(
-    scaling_config,
-    classes=classes,
-    image_shape=(32, 32, 3),
-    num_examples=scaling_examples,
-    batch_size=min(batch_size, scaling_examples),
-    seed=seed,
-  )
+  scaling = []
+  for res in resolutions if scaling_resolutions is None else scaling_resolutions:
+    scaling_config = resnet_config(
+      res, method="hff", learner="block", dtype=dtype, batch_size=batch_size, width=width, depth=depth
+    ).model
+    scaling += bench_class_scaling(
+      scaling_config,
+      classes=classes,
+      image_shape=(res, res, 3),
+      num_examples=scaling_examples,
+      batch_size=min(batch_size, scaling_examples),
+      seed=seed,
+    )
   return {"matmul_peak_flops": peak, "training": rows, "class_scaling": scaling}
 
 
@@ -581,13 +588,14 @@ def resnet_markdown(section: dict) -> list[str]:
     )
   lines += [
     "",
-    "| net | classes | examples | HFF inference | FF inference | FF/HFF |",
-    "|---|---|---|---|---|---|",
+    "| net | pixels | classes | examples | HFF inference | HFF images/s | FF inference | FF images/s | FF/HFF |",
+    "|---|---|---|---|---|---|---|---|---|",
   ]
   for r in section["class_scaling"]:
     lines.append(
-      f"| {r['arch']} 32px | {r['num_classes']} | {r['examples']} | {1000 * r['hff_seconds']:.1f} ms "
-      f"| {1000 * r['ff_seconds']:.1f} ms | {r['ff_over_hff']:.1f}× |"
+      f"| {r['arch']} | {r['image_shape'][0]} | {r['num_classes']} | {r['examples']} "
+      f"| {1000 * r['hff_seconds']:.1f} ms | {r['examples'] / r['hff_seconds']:.0f} "
+      f"| {1000 * r['ff_seconds']:.1f} ms | {r['examples'] / r['ff_seconds']:.0f} | {r['ff_over_hff']:.1f}× |"
     )
   return lines
 
@@ -682,6 +690,7 @@ def resnet_defaults(quick: bool, batch_size: int | None = None) -> dict:
       calls=3,
       classes=(10, 100),
       scaling_examples=32,
+      scaling_resolutions=(32,),
     )
   return dict(batch_size=batch_size or 512)
 

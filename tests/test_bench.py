@@ -106,6 +106,10 @@ def test_resnet_speed_section_has_every_field():
     # Backprop's extra input-gradient convolutions show in the FLOP count.
     assert hff["hff_over_bp_flops"] < 1
   assert [r["num_classes"] for r in section["class_scaling"]] == [10, 100]
+  for r in section["class_scaling"]:
+    assert r["image_shape"] == [16, 16, 3]
+    assert r["ff_images_per_second"] == r["examples"] / r["ff_seconds"]
+    assert r["hff_images_per_second"] == r["examples"] / r["hff_seconds"]
   md = "\n".join(bench.resnet_markdown(section))
   assert md.count("| resnet10 w4 |") == 3 and "FF/HFF" in md
 
