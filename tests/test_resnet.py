@@ -94,8 +94,8 @@ def test_only_the_weighted_learner_changes_in_a_real_step(learner, k):
       assert not any(changed), f"learner {j} moved with learner {k}'s loss"
 
 
-def _compiled_convolutions(method: str, learner: str) -> int:
-  exp = train.setup(_config(learner, method=method), dataset=DS)
+def _compiled_convolutions(method: str, learner: str, depth: int = 10) -> int:
+  exp = train.setup(_config(learner, depth=depth, method=method), dataset=DS)
   x, y = sharding.global_batch(exp.mesh, DS.train_images[:8], DS.train_labels[:8])
   hlo = exp.train_fn().lower(exp.initial_state, x, y).compile().as_text()
   return len(re.findall(r"= \S+ convolution\(", hlo))
@@ -117,6 +117,21 @@ def test_hff_resnet_step_skips_input_gradients_at_learner_boundaries():
   assert _compiled_convolutions("hff", "stage") == bp - 6
 
 
+def test_hff_resnet18_step_skips_input_gradients_at_block_or_stage_boundaries():
+  """ResNet-18: 20 convolutions forward (stem, 8 blocks x 2, 3 projections), 20 weight gradients.
+
+  Backprop computes 19 input gradients. A block per learner skips the 10 at
+  block boundaries (conv1 of blocks 2-8, the 3 projections); a stage per
+  learner only the 6 at stage boundaries (conv1 and the projection of the
+  first block of stages 2-4), as the second block of a stage belongs to the
+  first's learner.
+  """
+  bp = _compiled_convolutions("bp", "block", depth=18)
+  assert bp == 20 + 20 + 19
+  assert _compiled_convolutions("hff", "block", depth=18) == bp - 10
+  assert _compiled_convolutions("hff", "stage", depth=18) == bp - 6
+
+
 def test_bfloat16_program_convolves_in_bf16_and_classifies_in_float32():
   """model.dtype=bfloat16: every convolution of the step (forward and gradients) takes bf16 operands,
   while parameters, prototypes and the cosine logits (the prototype products) stay float32."""
@@ -132,6 +147,10 @@ def test_bfloat16_program_convolves_in_bf16_and_classifies_in_float32():
   convs = [operand_types(line) for line in lines if "stablehlo.convolution" in line]
   assert len(convs) == 12 + 12 + 5  # forward, weight gradients, input gradients inside learners (see above)
   assert all(types == ["bf16", "bf16"] for types in convs), convs
-  products = [operand_types(line) for line in lines if "stablehlo.dot_general" in line and "x5xf32>" in line]
-  assert products and all(types == ["f32", "f32"] for types in products)
+  # The cosine logits: products whose result is (batch 8, 5 classes), whatever their dtype.
+  logits = [
+    line for line in lines if "stablehlo.dot_general" in line and re.search(r"-> tensor<8x5x\w+>", line)
+  ]
+  assert logits and all(operand_types(line) == ["f32", "f32"] for line in logits)
+  assert all(line.endswith("tensor<8x5xf32>") for line in logits)
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(exp.initial_state.params))
