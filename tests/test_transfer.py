@@ -107,6 +107,28 @@ def test_shape_mismatch_and_unreadable_sources_are_refused(tiny_config, tmp_path
   assert record["step"] == 8
 
 
+def test_forward_forward_starts_from_a_backprop_backbone(tiny_config, bp_source):
+  """FF's read-out is a head like the others: re-initialised when the source lacks it."""
+  c = tiny_config
+  c.method, c.init_from = "ff", bp_source
+  _, line = train.setup(c, dataset=FOUR).pretrained_state()
+  assert "loaded 4 of 6 arrays; re-initialised readout; not used from the source: head" in line
+
+
+def test_a_damaged_newest_source_checkpoint_falls_back_to_an_older_one(tiny_config, tmp_path, capsys):
+  c = tiny_config
+  train.fit(c, str(tmp_path / "src"), dataset=FOUR, progress=False)
+  newest = tmp_path / "src" / "checkpoints" / "16" / "state"
+  largest = max((p for p in newest.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+  largest.write_bytes(largest.read_bytes()[: largest.stat().st_size // 2])
+  capsys.readouterr()
+  c.init_from = str(tmp_path / "src")
+  _, line = train.setup(c, dataset=FOUR).pretrained_state()
+  assert line.startswith(f"init_from {tmp_path / 'src'} (step 8): loaded 6 of 6 arrays")
+  err = capsys.readouterr().err
+  assert "checkpoint 16 is damaged" in err and "falling back to checkpoint 8" in err
+
+
 def _save(path, prototypes, bias):
   tree = {
     "blocks": {"0": {"kernel": np.zeros((4, 8), np.float32)}},

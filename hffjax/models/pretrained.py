@@ -2,9 +2,10 @@
 
 :func:`load_pretrained` copies every array of a source checkpoint whose path
 and shape match the new model's. Prototype heads (and a backprop run's linear
-head) whose class count differs are re-initialised, as are heads the source
-does not have (a backprop backbone has no prototypes); any other mismatch (a
-head's prototype dimension included) is an error, never a silent skip. The report says what was loaded and what was
+head, or Forward-Forward's read-out) whose class count differs are
+re-initialised, as are heads the source does not have (a backprop backbone has
+no prototypes); any other mismatch (a head's prototype dimension included) is
+an error, never a silent skip. The report says what was loaded and what was
 not.
 """
 
@@ -18,9 +19,9 @@ import orbax.checkpoint as ocp
 
 from hffjax.errors import HFFError
 from hffjax.io import storage
-from hffjax.io.checkpoint import fingerprint
+from hffjax.io.checkpoint import fingerprint, warn
 
-HEAD_KEYS = ("heads", "head")  # prototype heads (HFF) and the linear head (backprop)
+HEAD_KEYS = ("heads", "head", "readout")  # prototype heads (HFF), linear heads (backprop; FF's read-out)
 
 
 def path_keys(path) -> tuple[str, ...]:
@@ -43,17 +44,17 @@ def _unflat_like(tree, values: dict):
 
 
 def read_checkpoint(path: str) -> tuple[dict, dict, str]:
-  """``(params, batch_stats, description)`` of a workdir's latest checkpoint or an Orbax checkpoint folder."""
+  """``(params, batch_stats, description)`` of a workdir's newest readable checkpoint or an Orbax folder."""
   try:
     if storage.exists(storage.join(path, "checkpoints")):
       manager = ocp.CheckpointManager(
         storage.join(path, "checkpoints"),
         item_handlers={"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()},
       )
-      step = manager.latest_step()
-      if step is None:
+      steps = sorted(manager.all_steps(), reverse=True)
+      if not steps:
         raise HFFError(f"init_from {path} has no checkpoint yet; train it first")
-      tree = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+      step, tree = _newest_readable(manager, steps, path)
       manager.close()
       where = f"{path} (step {step})"
     elif storage.exists(storage.join(path, "state")):  # one step of a workdir's checkpoints
@@ -78,6 +79,18 @@ def read_checkpoint(path: str) -> tuple[dict, dict, str]:
   return tree, {}, where
 
 
+def _newest_readable(manager, steps: list[int], path: str) -> tuple[int, dict]:
+  """``(step, tree)`` of the newest of ``steps`` that restores; an unreadable one is skipped with a warning."""
+  for i, step in enumerate(steps):
+    try:
+      return step, manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+    except Exception as e:  # Orbax and TensorStore raise many types for damaged files.
+      reason = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}" if str(e) else type(e).__name__
+      later = f"falling back to checkpoint {steps[i + 1]}" if i + 1 < len(steps) else "no older one is left"
+      warn(f"init_from {path}: checkpoint {step} is damaged ({reason}); {later}")
+  raise HFFError(f"init_from {path} has no readable checkpoint; give another run or checkpoint folder")
+
+
 @dataclasses.dataclass
 class LoadReport:
   source: str
@@ -96,7 +109,7 @@ class LoadReport:
 
 
 def _group_name(path: tuple[str, ...]) -> str:
-  """``heads.2`` for a prototype head's arrays, ``head`` for a linear head's."""
+  """``heads.2`` for a prototype head's arrays, ``head`` (``readout``) for a linear head's."""
   return ".".join(path[:2]) if path[0] == "heads" else path[0]
 
 
