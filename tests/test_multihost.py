@@ -202,3 +202,39 @@ def test_workdir_not_shared_between_processes_is_refused(tmp_path):
   for rc, _, err in results:
     assert rc == 2
     assert "is not shared: process(es) 1 cannot see" in err.strip().splitlines()[-1]
+
+
+def test_two_processes_start_from_another_run_and_refuse_a_bad_source(tmp_path):
+  """init_from + freeze in a two-process job: one report, the frozen learner kept, the source's statistics."""
+  from hffjax.train import restore_experiment
+
+  src, dst = tmp_path / "src", tmp_path / "dst"
+  argv = [sys.executable, "-m", "hffjax", "train", "--config", TINY, "--workdir", str(src)]
+  one = subprocess.run(
+    argv + ["--config.num_epochs=1"], cwd=ROOT, env=_env(1), capture_output=True, text=True
+  )
+  assert one.returncode == 0, one.stderr[-3000:]
+  # Another class count (so other data and other pixel statistics); learner 0 frozen.
+  transfer = ["--config.synthetic.num_classes=3", f"--config.init_from={src}", "--config.freeze=(0,)"]
+
+  bad = _finish(_job(dst, *transfer[:1], f"--config.init_from={tmp_path / 'nowhere'}"), timeout=120)
+  for rc, _, err in bad:
+    assert rc == 2 and "does not exist" in err.strip().splitlines()[-1], err[-2000:]
+  assert not dst.exists() or not (dst / "config.json").exists()
+
+  (rc0, out0, err0), (rc1, out1, err1) = _finish(_job(dst, *transfer))
+  assert rc0 == 0 and rc1 == 0, (err0 + err1)[-3000:]
+  assert f"init_from {src} (step 8): loaded 4 of 6 arrays" in out0 and "init_from" not in out1
+  assert "re-initialised heads.0 (other class count), heads.1 (other class count)" in out0
+  saved = [json.loads((w / "data.json").read_text()) for w in (src, dst)]
+  assert saved[0]["pixel_mean"] == saved[1]["pixel_mean"] and saved[1]["num_classes"] == 3
+  before, after = (jax.device_get(restore_experiment(str(w))[1].params["blocks"]) for w in (src, dst))
+  jax.tree.map(np.testing.assert_array_equal, before[0], after[0])
+  assert not np.array_equal(before[1]["linear"]["kernel"], after[1]["linear"]["kernel"])
+
+  # A checkpoint step folder (read as a plain Orbax checkpoint) loads the same arrays.
+  step_dir = src / "checkpoints" / "8"
+  results = _finish(_job(tmp_path / "from_step", *transfer, f"--config.init_from={step_dir}"))
+  assert [rc for rc, _, _ in results] == [0, 0], results[0][2][-3000:]
+  assert f"init_from {step_dir}: loaded 4 of 6 arrays" in results[0][1]
+  assert _fingerprint(tmp_path / "from_step") == _fingerprint(dst)

@@ -17,6 +17,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from hffjax import sharding
 from hffjax.errors import HFFError
 from hffjax.io import storage
 from hffjax.io.checkpoint import fingerprint, warn
@@ -58,11 +59,9 @@ def read_checkpoint(path: str) -> tuple[dict, dict, str]:
       manager.close()
       where = f"{path} (step {step})"
     elif storage.exists(storage.join(path, "state")):  # one step of a workdir's checkpoints
-      tree = ocp.StandardCheckpointer().restore(storage.join(path, "state"))
-      where = path
+      tree, where = _restore_folder(storage.join(path, "state")), path
     elif storage.exists(path):
-      tree = ocp.StandardCheckpointer().restore(path)
-      where = path
+      tree, where = _restore_folder(path), path
     else:
       raise HFFError(f"init_from {path} does not exist; give a workdir or an Orbax checkpoint folder")
   except HFFError:
@@ -79,11 +78,34 @@ def read_checkpoint(path: str) -> tuple[dict, dict, str]:
   return tree, {}, where
 
 
+def _replicated_target(metadata):
+  """A restore target for a checkpoint's array metadata: every array whole on every device.
+
+  Without a target Orbax restores the shardings it saved, which a job with
+  other devices or processes (e.g. a multi-host run starting from a
+  one-process run) cannot hold; the replicated arrays are then read as host
+  arrays by every process.
+  """
+  metadata = getattr(metadata, "item_metadata", metadata)
+  replicated = sharding.replicated(sharding.make_mesh())
+  return jax.tree.map(
+    lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=replicated), getattr(metadata, "tree", metadata)
+  )
+
+
+def _restore_folder(path: str) -> dict:
+  with ocp.StandardCheckpointer() as checkpointer:
+    target = _replicated_target(checkpointer.metadata(path))
+    return sharding.fetch(checkpointer.restore(path, target))
+
+
 def _newest_readable(manager, steps: list[int], path: str) -> tuple[int, dict]:
   """``(step, tree)`` of the newest of ``steps`` that restores; an unreadable one is skipped with a warning."""
   for i, step in enumerate(steps):
     try:
-      return step, manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+      target = _replicated_target(manager.item_metadata(step)["state"])
+      restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+      return step, sharding.fetch(restored["state"])
     except Exception as e:  # Orbax and TensorStore raise many types for damaged files.
       reason = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}" if str(e) else type(e).__name__
       later = f"falling back to checkpoint {steps[i + 1]}" if i + 1 < len(steps) else "no older one is left"
