@@ -238,3 +238,31 @@ def test_two_processes_start_from_another_run_and_refuse_a_bad_source(tmp_path):
   assert [rc for rc, _, _ in results] == [0, 0], results[0][2][-3000:]
   assert f"init_from {step_dir}: loaded 4 of 6 arrays" in results[0][1]
   assert _fingerprint(tmp_path / "from_step") == _fingerprint(dst)
+
+
+def test_two_processes_fuse_steps_and_gather_batches_on_the_device(tmp_path):
+  """steps_per_call=4, with batches from the host and from the device-resident split (data_on_device),
+  in a two-process job: the same training as one process with as many devices, one step per call."""
+  jobs = {
+    "fused": _job(tmp_path / "fused", "--config.steps_per_call=4"),
+    "on_device": _job(tmp_path / "on_device", "--config.steps_per_call=4", "--config.data_on_device=True"),
+  }
+  one = subprocess.run(
+    [sys.executable, "-m", "hffjax", "train", "--config", TINY, "--workdir", str(tmp_path / "one")],
+    cwd=ROOT,
+    env=_env(4),
+    capture_output=True,
+    text=True,
+  )
+  assert one.returncode == 0, one.stderr[-3000:]
+  want = _params(tmp_path / "one")
+  reference = [r["test_accuracy"] for r in writers.read(str(tmp_path / "one" / "metrics.jsonl"))]
+  for name, procs in jobs.items():
+    results = _finish(procs)
+    assert [rc for rc, _, _ in results] == [0, 0], results[0][2][-3000:]
+    records = writers.read(str(tmp_path / name / "metrics.jsonl"))
+    assert [r["step"] for r in records] == [8, 16]
+    # Equal up to the cross-process all-reduce's summation order (see the first test).
+    for x, y in zip(want, _params(tmp_path / name), strict=True):
+      np.testing.assert_allclose(x, y, rtol=0, atol=1e-6)
+    assert [r["test_accuracy"] for r in records] == reference
