@@ -10,6 +10,7 @@ import time
 
 import jax
 import numpy as np
+import pytest
 from conftest import ROOT, eval_cli
 
 from hffjax.io import writers
@@ -266,3 +267,36 @@ def test_two_processes_fuse_steps_and_gather_batches_on_the_device(tmp_path):
     for x, y in zip(want, _params(tmp_path / name), strict=True):
       np.testing.assert_allclose(x, y, rtol=0, atol=1e-6)
     assert [r["test_accuracy"] for r in records] == reference
+
+
+def test_two_processes_stream_a_tfds_dataset_like_one_process(tmp_path):
+  """A TFDS ArrayRecord dataset of varying image sizes, streamed per process (grain), with a validation
+  split carved from train and a test split that leaves some devices only padding."""
+  pytest.importorskip("tensorflow_datasets")
+  from tfds_fixture import build_variable_size_dataset
+
+  build_variable_size_dataset(str(tmp_path / "tfds"), num_train=96, num_test=30)
+  args = [f"--config.data_dir={tmp_path / 'tfds'}", "--config.dataset=var_shapes", "--config.image_size=16"]
+  args += ["--config.validation_split=train[-32:]", "--config.num_epochs=3", "--config.eval_batch_size=16"]
+  two = _job(tmp_path / "two", *args)
+  argv = [
+    sys.executable,
+    "-m",
+    "hffjax",
+    "train",
+    "--config",
+    TINY,
+    "--workdir",
+    str(tmp_path / "one"),
+    *args,
+  ]
+  one = subprocess.run(argv, cwd=ROOT, env=_env(4), capture_output=True, text=True)
+  assert one.returncode == 0, one.stderr[-3000:]
+  results = _finish(two)
+  assert [rc for rc, _, _ in results] == [0, 0], results[0][2][-3000:]
+  records = {w: writers.read(str(tmp_path / w / "metrics.jsonl")) for w in ("one", "two")}
+  assert [r["step"] for r in records["two"]] == [2, 4, 6]  # (96 - 32) // 32 steps per epoch
+  for key in ("test_accuracy", "validation_accuracy"):
+    assert [r[key] for r in records["two"]] == [r[key] for r in records["one"]]
+  for x, y in zip(_params(tmp_path / "one"), _params(tmp_path / "two"), strict=True):
+    np.testing.assert_allclose(x, y, rtol=0, atol=1e-6)
