@@ -3,8 +3,8 @@
 hffjax train --config configs/fashion_mnist_resnet_bp.py --workdir runs/fashion_mnist_resnet_bp
 
 Sized, like the HFF config, for a 2-core CPU: about 9 min per epoch there
-(1.24 s per step of 128, 1.13x HFF's: backprop also computes every learner's
-input gradient), so 18 epochs take about 2.7 hours.
+(1.24 s per step of 128, 1.09-1.13x HFF's in 5-class runs: backprop also
+computes every learner's input gradient), so 18 epochs take about 2.7 hours.
 """
 
 import os

@@ -415,14 +415,15 @@ def bench_resnet(
     scaling_config = resnet_config(
       res, method="hff", learner="block", dtype=dtype, batch_size=batch_size, width=width, depth=depth
     ).model
-    scaling += bench_class_scaling(
+    for row in bench_class_scaling(
       scaling_config,
       classes=classes,
       image_shape=(res, res, 3),
       num_examples=scaling_examples,
       batch_size=min(batch_size, scaling_examples),
       seed=seed,
-    )
+    ):
+      scaling.append({**row, "arch": f"resnet{depth}", "width": width})
   return {"matmul_peak_flops": peak, "training": rows, "class_scaling": scaling}
 
 
@@ -593,7 +594,7 @@ def resnet_markdown(section: dict) -> list[str]:
   ]
   for r in section["class_scaling"]:
     lines.append(
-      f"| {r['arch']} | {r['image_shape'][0]} | {r['num_classes']} | {r['examples']} "
+      f"| {r['arch']} w{r['width']} | {r['image_shape'][0]} | {r['num_classes']} | {r['examples']} "
       f"| {1000 * r['hff_seconds']:.1f} ms | {r['examples'] / r['hff_seconds']:.0f} "
       f"| {1000 * r['ff_seconds']:.1f} ms | {r['examples'] / r['ff_seconds']:.0f} | {r['ff_over_hff']:.1f}× |"
     )

@@ -111,7 +111,11 @@ def test_resnet_speed_section_has_every_field():
     assert r["ff_images_per_second"] == r["examples"] / r["ff_seconds"]
     assert r["hff_images_per_second"] == r["examples"] / r["hff_seconds"]
   md = "\n".join(bench.resnet_markdown(section))
-  assert md.count("| resnet10 w4 |") == 3 and "FF/HFF" in md
+  assert md.count("| resnet10 w4 |") == 3 + 2 and "| FF images/s | FF/HFF |" in md
+  r = section["class_scaling"][1]
+  assert (
+    f"| resnet10 w4 | 16 | 100 | 8 | {1000 * r['hff_seconds']:.1f} ms | {8 / r['hff_seconds']:.0f} |" in md
+  )
 
 
 def _run(arch, method, points):

@@ -13,6 +13,7 @@ from hffjax import train
 from hffjax.config import load_config
 from hffjax.data import make_synthetic
 from hffjax.errors import HFFError
+from hffjax.io.workdir import source_pixel_stats
 from hffjax.models.pretrained import load_pretrained
 from hffjax.train.loop import evaluate_workdir
 
@@ -76,6 +77,10 @@ def test_other_class_count_reinitialises_prototypes_and_fingerprints_show_what_c
   exp = train.setup(c, dataset=THREE)
   _, line = exp.pretrained_state()
   assert "loaded 4 of 6 arrays" in line and "heads.0 (other class count)" in line
+  # The source's statistics are found from a step folder (or its state/) as from the workdir.
+  assert "images normalised with its pixel statistics" in line
+  found = [source_pixel_stats(p, THREE) for p in (str(tmp_path / "src"), step_dir, f"{step_dir}/state/")]
+  assert found[0] is not None and found[0] == found[1] == found[2] == exp.pixel_stats
 
 
 def test_shape_mismatch_and_unreadable_sources_are_refused(tiny_config, tmp_path, bp_source):

@@ -143,15 +143,17 @@ def source_pixel_stats(path: str, ds) -> tuple | None:
   """The ``(mean, std)`` the run ``init_from`` names normalised images with, or ``None``.
 
   ``path`` is a workdir (its ``data.json`` holds them) or one of its
-  checkpoints (``WORKDIR/checkpoints/STEP``); a bare Orbax folder holds none.
+  checkpoints (``WORKDIR/checkpoints/STEP``, or its ``state``); a bare Orbax
+  folder, or a run saved without statistics, holds none.
   A transferred backbone must see images normalised as it was trained: its
   BatchNorm statistics, and a frozen learner's features, depend on it.
   """
-  stripped = path.rstrip("/")
-  folders = [stripped]
-  parent = posixpath.dirname(stripped)
-  if posixpath.basename(parent) == "checkpoints":
-    folders.append(posixpath.dirname(parent))
+  folder = path.rstrip("/")
+  if posixpath.basename(folder) == "state":  # WORKDIR/checkpoints/STEP/state
+    folder = posixpath.dirname(folder)
+  folders = [path.rstrip("/")]
+  if posixpath.basename(posixpath.dirname(folder)) == "checkpoints":
+    folders.append(posixpath.dirname(posixpath.dirname(folder)))
   for folder in folders:
     data_path = storage.join(folder, "data.json")
     if not storage.exists(data_path):

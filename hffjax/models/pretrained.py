@@ -45,32 +45,24 @@ def _unflat_like(tree, values: dict):
 
 
 def read_checkpoint(path: str) -> tuple[dict, dict, str]:
-  """``(params, batch_stats, description)`` of a workdir's newest readable checkpoint or an Orbax folder."""
+  """``(params, batch_stats, description)`` of a workdir's newest readable checkpoint or an Orbax folder.
+
+  Every process reads the whole source into host memory on its own (no
+  collective inside Orbax, whatever devices or processes the source was saved
+  from); the processes then check that they read the same step.
+  """
+  error, step, tree, where = None, -1, None, path
   try:
-    if storage.exists(storage.join(path, "checkpoints")):
-      manager = ocp.CheckpointManager(
-        storage.join(path, "checkpoints"),
-        item_handlers={"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()},
-      )
-      steps = sorted(manager.all_steps(), reverse=True)
-      if not steps:
-        raise HFFError(f"init_from {path} has no checkpoint yet; train it first")
-      step, tree = _newest_readable(manager, steps, path)
-      manager.close()
-      where = f"{path} (step {step})"
-    elif storage.exists(storage.join(path, "state")):  # one step of a workdir's checkpoints
-      tree, where = _restore_folder(storage.join(path, "state")), path
-    elif storage.exists(path):
-      tree, where = _restore_folder(path), path
-    else:
-      raise HFFError(f"init_from {path} does not exist; give a workdir or an Orbax checkpoint folder")
-  except HFFError:
-    raise
-  except Exception as e:  # Orbax and TensorStore raise many types for what is not a checkpoint.
-    reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+    step, tree, where = _read(path)
+  except HFFError as e:
+    error = e
+  sharding.raise_if_any(error, "reading init_from")  # all processes stop together
+  first = int(sharding.broadcast(np.asarray(step, np.int32)))
+  if sharding.processes_where(step != first):
     raise HFFError(
-      f"init_from {path} is not a readable checkpoint ({reason}); give a workdir or an Orbax folder"
-    ) from None
+      f"init_from {path}: processes read different checkpoints (process 0 step {first}); "
+      "check that every host sees the same files"
+    )
   if not isinstance(tree, dict):
     raise HFFError(f"init_from {path} holds a {type(tree).__name__}, not a tree of parameters")
   if "params" in tree:
@@ -78,38 +70,66 @@ def read_checkpoint(path: str) -> tuple[dict, dict, str]:
   return tree, {}, where
 
 
-def _replicated_target(metadata):
-  """A restore target for a checkpoint's array metadata: every array whole on every device.
+def _read(path: str) -> tuple[int, dict, str]:
+  """``(step or -1, tree, description)`` of the checkpoint ``path`` names, read by this process alone."""
+  try:
+    if storage.exists(storage.join(path, "checkpoints")):
+      step, tree = _newest_readable(storage.join(path, "checkpoints"), path)
+      return step, tree, f"{path} (step {step})"
+    if storage.exists(storage.join(path, "state")):  # one step of a workdir's checkpoints
+      return -1, _restore_folder(storage.join(path, "state")), path
+    if storage.exists(path):
+      return -1, _restore_folder(path), path
+  except HFFError:
+    raise
+  except Exception as e:  # Orbax and TensorStore raise many types for what is not a checkpoint.
+    reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+    raise HFFError(
+      f"init_from {path} is not a readable checkpoint ({reason}); give a workdir or an Orbax folder"
+    ) from None
+  raise HFFError(f"init_from {path} does not exist; give a workdir or an Orbax checkpoint folder")
+
+
+def _this_process_only() -> ocp.options.MultiprocessingOptions:
+  index = jax.process_index()
+  return ocp.options.MultiprocessingOptions(primary_host=index, active_processes={index})
+
+
+def _host_target(metadata):
+  """A restore target of host (numpy) arrays for a checkpoint's array metadata.
 
   Without a target Orbax restores the shardings it saved, which a job with
   other devices or processes (e.g. a multi-host run starting from a
-  one-process run) cannot hold; the replicated arrays are then read as host
-  arrays by every process.
+  one-process run) cannot hold.
   """
   metadata = getattr(metadata, "item_metadata", metadata)
-  replicated = sharding.replicated(sharding.make_mesh())
-  return jax.tree.map(
-    lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=replicated), getattr(metadata, "tree", metadata)
-  )
+  return jax.tree.map(lambda m: np.empty(m.shape, m.dtype), getattr(metadata, "tree", metadata))
 
 
 def _restore_folder(path: str) -> dict:
-  with ocp.StandardCheckpointer() as checkpointer:
-    target = _replicated_target(checkpointer.metadata(path))
-    return sharding.fetch(checkpointer.restore(path, target))
+  with ocp.StandardCheckpointer(multiprocessing_options=_this_process_only()) as checkpointer:
+    return checkpointer.restore(path, _host_target(checkpointer.metadata(path)))
 
 
-def _newest_readable(manager, steps: list[int], path: str) -> tuple[int, dict]:
-  """``(step, tree)`` of the newest of ``steps`` that restores; an unreadable one is skipped with a warning."""
-  for i, step in enumerate(steps):
-    try:
-      target = _replicated_target(manager.item_metadata(step)["state"])
-      restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
-      return step, sharding.fetch(restored["state"])
-    except Exception as e:  # Orbax and TensorStore raise many types for damaged files.
-      reason = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}" if str(e) else type(e).__name__
-      later = f"falling back to checkpoint {steps[i + 1]}" if i + 1 < len(steps) else "no older one is left"
-      warn(f"init_from {path}: checkpoint {step} is damaged ({reason}); {later}")
+def _newest_readable(directory: str, path: str) -> tuple[int, dict]:
+  """``(step, tree)`` of the newest checkpoint that restores; an unreadable one is skipped with a warning."""
+  handler = ocp.StandardCheckpointHandler(multiprocessing_options=_this_process_only())
+  options = ocp.CheckpointManagerOptions(read_only=True, multiprocessing_options=_this_process_only())
+  with ocp.CheckpointManager(directory, options=options, item_handlers={"state": handler}) as manager:
+    steps = sorted(manager.all_steps(), reverse=True)
+    if not steps:
+      raise HFFError(f"init_from {path} has no checkpoint yet; train it first")
+    for i, step in enumerate(steps):
+      try:
+        target = _host_target(manager.item_metadata(step)["state"])
+        return step, manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))[
+          "state"
+        ]
+      except Exception as e:  # Orbax and TensorStore raise many types for damaged files.
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}" if str(e) else type(e).__name__
+        later = f"falling back to checkpoint {steps[i + 1]}" if i + 1 < len(steps) else "no older one is left"
+        if sharding.is_primary():
+          warn(f"init_from {path}: checkpoint {step} is damaged ({reason}); {later}")
   raise HFFError(f"init_from {path} has no readable checkpoint; give another run or checkpoint folder")
 
 

@@ -121,12 +121,13 @@ class Experiment:
     )
     line = report.line()
     if not self.config.pixel_mean:
-      from_source = workdir_lib.source_pixel_stats(self.config.init_from, self.dataset) is not None
-      line += (
-        "; images normalised with its pixel statistics"
-        if from_source
-        else "; it holds no pixel statistics (no data.json), so this run's own are used"
-      )
+      source = workdir_lib.source_pixel_stats(self.config.init_from, self.dataset)
+      if source is None:
+        line += "; it records no pixel statistics, so images are normalised with this run's own"
+      elif tuple(map(tuple, source)) == tuple(map(tuple, self.pixel_stats)):
+        line += "; images normalised with its pixel statistics"
+      else:
+        line += "; images normalised with this workdir's saved pixel statistics, not the source's"
     return jax.device_put(state, sharding.replicated(self.mesh)), line
 
 

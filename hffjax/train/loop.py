@@ -196,6 +196,14 @@ def _restore(exp: Experiment, ckpts: ckpt_lib.Checkpoints) -> tuple[TrainState, 
   return to_state(tree), last_saved, meta
 
 
+def _starts_anew(config: ml_collections.ConfigDict, workdir: str, overwrite: bool) -> bool:
+  """Whether the run in ``workdir`` starts from step 0 (process 0's view of the shared workdir)."""
+  if overwrite:
+    return True
+  changes = workdir_lib.config_changes(workdir, config)
+  return changes is None or (changes == [] and not storage.exists(storage.join(workdir, "checkpoints")))
+
+
 def _load_init_from(exp: Experiment) -> tuple[TrainState, str]:
   """``config.init_from``'s state and report; every process fails together on a bad source."""
   error, loaded = None, None
@@ -330,10 +338,12 @@ def _train(
     "pixel_mean": list(exp.pixel_stats[0]),
     "pixel_std": list(exp.pixel_stats[1]),
   }
-  # init_from is read before the workdir is written, so that a bad path leaves no run behind to refuse.
-  resumes = not overwrite and workdir_lib.same_config(workdir, config)
+  # init_from is read before the workdir is written, so that a bad path leaves no run behind to refuse:
+  # for a new run (or one started over), not for a resumed one or one prepare_workdir will refuse.
   pretrained = None
-  if config.init_from and not (resumes and storage.exists(storage.join(workdir, "checkpoints"))):
+  if config.init_from and sharding.broadcast(
+    np.asarray(int(_starts_anew(config, workdir, overwrite)), np.int32)
+  ):
     pretrained = _load_init_from(exp)
   prepare_workdir(config, workdir, overwrite, data_info)
   ckpts = ckpt_lib.Checkpoints(workdir, keep=config.keep_checkpoints)
