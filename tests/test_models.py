@@ -165,3 +165,14 @@ def test_interblock_normalisation_lengths():
     out = interblock_normalize(a, kind).reshape(3, -1)
     np.testing.assert_allclose(jnp.linalg.norm(out, axis=1), length, rtol=1e-5)
   np.testing.assert_array_equal(interblock_normalize(a, "none"), a)
+
+
+def test_a_variable_the_training_state_would_not_carry_is_refused():
+  """Only nnx.Param and nnx.BatchStat travel in the training state: any other kind is an error, not
+  a silent passenger in batch_stats."""
+  model = build_model(_model_config("mlp"), input_shape=(8, 8, 1), num_classes=5, seed=0)
+  graphdef, params, stats = split_model(model)
+  assert stats == {} and merge_model(graphdef, params, stats).num_blocks == 3
+  model.blocks[0].counter = nnx.Variable(jnp.zeros(()))
+  with pytest.raises(HFFError, match="the model holds Variable variables"):
+    split_model(model)
