@@ -7,7 +7,7 @@ from hffjax.baselines import build_bp_model, build_ff_model
 from hffjax.baselines.ff import wrong_labels
 from hffjax.config import base_config
 from hffjax.errors import HFFError
-from hffjax.train import merge_model, split_model
+from hffjax.train import merge_model, predict, split_model
 
 
 def _cfg(kind="mlp"):
@@ -56,6 +56,12 @@ def test_ff_inference_is_one_pass_per_class(kind):
       np.testing.assert_allclose(scores[layer][:, c], g[layer], rtol=1e-5)
   # The prediction ignores the first block's goodness.
   np.testing.assert_allclose(model.predict_scores(scores), sum(scores[1:]), rtol=1e-6)
+  # predict's "model" is that rule; "last" is the last block alone, as for every model.
+  images = np.asarray(X, np.uint8)
+  model_rule, last = (np.asarray(predict(model, images, mode)) for mode in ("model", "last"))
+  np.testing.assert_array_equal(model_rule, np.argmax(model.predict_scores(model(images)), -1))
+  np.testing.assert_array_equal(last, np.argmax(model(images)[-1], -1))
+  np.testing.assert_array_equal(np.asarray(predict(model, images)), model_rule)
 
 
 def test_ff_loss_is_local():

@@ -30,7 +30,7 @@ def evaluate_split(eval_fn, state: TrainState, ds: Dataset, split: str, mesh, ba
   seconds = time.perf_counter() - start
   n = len(getattr(ds, split))
   result = {
-    "test_accuracy": counts["last"] / n,
+    "test_accuracy": counts["model"] / n,
     "ensemble_accuracy": counts["ensemble"] / n,
     "layer_accuracy": [c / n for c in counts["block"]],
     "num_examples": n,

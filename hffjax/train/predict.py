@@ -13,7 +13,7 @@ from flax import nnx
 
 from hffjax.errors import HFFError
 
-PREDICT_MODES = ("last", "ensemble", "early_exit")
+PREDICT_MODES = ("model", "last", "ensemble", "early_exit")
 
 
 def ensemble_blocks(config: ml_collections.ConfigDict, num_blocks: int) -> tuple[int, ...]:
@@ -46,14 +46,14 @@ def combine_logits(
   if mode == "ensemble":
     blocks = range(len(block_logits)) if blocks is None else blocks
     return sum(jax.nn.softmax(block_logits[b].astype(jnp.float32)) for b in blocks)
-  raise HFFError(f"unknown prediction mode {mode!r}; use one of {PREDICT_MODES}")
+  raise HFFError(f"unknown rule {mode!r} over block logits; use 'last' or 'ensemble'")
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "mode", "blocks"))
 def _predict(graphdef, state, images, mode, blocks):
   model = nnx.merge(graphdef, state)
   block_scores = model(images, train=False)
-  if mode == "last":
+  if mode == "model":
     return jnp.argmax(model.predict_scores(block_scores), axis=-1)
   return jnp.argmax(combine_logits(block_scores, mode, blocks), axis=-1)
 
@@ -61,7 +61,7 @@ def _predict(graphdef, state, images, mode, blocks):
 def predict(
   model: nnx.Module,
   images,
-  mode: str = "last",
+  mode: str = "model",
   blocks: Sequence[int] | None = None,
   *,
   threshold: float = 0.9,
@@ -75,9 +75,10 @@ def predict(
   Args:
     model: a trained :class:`HFFNet` (or a baseline model).
     images: ``[B, H, W, K]``.
-    mode: ``"last"``, the model's own rule (HFF and backprop: the last block;
-      Forward-Forward: goodness summed over every block but the first), or
-      ``"ensemble"`` (see :func:`combine_logits`), or ``"early_exit"``: each
+    mode: ``"model"``, the model's own rule (HFF and backprop: the last block;
+      Forward-Forward: goodness summed over every block but the first);
+      ``"last"``, the last block's scores alone, whatever the model;
+      ``"ensemble"`` (see :func:`combine_logits`); or ``"early_exit"``: each
       example answers at the first block whose ``confidence`` is strictly
       above ``threshold`` (HFF models; see :class:`hffjax.train.early_exit.EarlyExit`).
     blocks: blocks the ensemble sums; default all.

@@ -188,18 +188,18 @@ def make_eval_step(graphdef: nnx.GraphDef, blocks: Sequence[int], top5: bool = F
   def eval_step(params, batch_stats, images, labels, mask):
     model = merge_model(graphdef, params, batch_stats)
     block_scores = model(images, train=False)
-    last = model.predict_scores(block_scores)
+    own = model.predict_scores(block_scores)  # the model's own rule: test_accuracy
 
     def correct(scores):
       return jnp.sum((jnp.argmax(scores, -1) == labels) & mask).astype(jnp.int32)
 
     counts = {
       "block": jnp.stack([correct(s) for s in block_scores]),
-      "last": correct(last),
+      "model": correct(own),
       "ensemble": correct(combine_logits(block_scores, "ensemble", blocks)),
     }
     if top5:
-      _, top_B5 = jax.lax.top_k(last, 5)
+      _, top_B5 = jax.lax.top_k(own, 5)
       counts["top5"] = jnp.sum(jnp.any(top_B5 == labels[:, None], axis=-1) & mask).astype(jnp.int32)
     if hasattr(model, "extra_rules"):
       counts["rules"] = {name: correct(s) for name, s in model.extra_rules(images).items()}
