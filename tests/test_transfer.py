@@ -120,18 +120,26 @@ def test_forward_forward_starts_from_a_backprop_backbone(tiny_config, bp_source)
   assert "loaded 4 of 6 arrays; re-initialised readout; not used from the source: head" in line
 
 
-def test_a_damaged_newest_source_checkpoint_falls_back_to_an_older_one(tiny_config, tmp_path, capsys):
+@pytest.mark.parametrize("damage", ["truncated", "other parameters"])
+def test_a_damaged_newest_source_checkpoint_falls_back_to_an_older_one(tiny_config, tmp_path, capsys, damage):
   c = tiny_config
   train.fit(c, str(tmp_path / "src"), dataset=FOUR, progress=False)
-  newest = tmp_path / "src" / "checkpoints" / "16" / "state"
-  largest = max((p for p in newest.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
-  largest.write_bytes(largest.read_bytes()[: largest.stat().st_size // 2])
+  newest = tmp_path / "src" / "checkpoints" / "16"
+  if damage == "truncated":
+    largest = max((p for p in (newest / "state").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    largest.write_bytes(largest.read_bytes()[: largest.stat().st_size // 2])
+  else:  # arrays that read but are not the ones saved: their fingerprint tells
+    meta = newest / "meta" / "metadata"
+    saved = json.loads(meta.read_text())
+    saved["weights_fingerprint"] = "0" * 64
+    meta.write_text(json.dumps(saved))
   capsys.readouterr()
   c.init_from = str(tmp_path / "src")
   _, line = train.setup(c, dataset=FOUR).pretrained_state()
   assert line.startswith(f"init_from {tmp_path / 'src'} (step 8): loaded 6 of 6 arrays")
   err = capsys.readouterr().err
   assert "checkpoint 16 is damaged" in err and "falling back to checkpoint 8" in err
+  assert damage == "truncated" or "do not match the fingerprint" in err
 
 
 def _save(path, prototypes, bias):

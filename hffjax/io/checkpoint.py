@@ -1,11 +1,11 @@
 """Orbax checkpoints of the whole training state, kept in ``WORKDIR/checkpoints``.
 
 Each checkpoint holds two items: ``state`` (the training-state pytree) and
-``meta`` (JSON: the state's SHA-256 fingerprint and whatever the trainer needs
-to resume exactly, such as the running sums of the evaluation interval in
-progress). A restore
-recomputes the fingerprint, so a truncated *or* silently corrupted checkpoint
-is detected, and the previous good one is used instead.
+``meta`` (JSON: the state's SHA-256 fingerprint, one of its parameters and
+batch statistics alone for ``init_from``, and whatever the trainer needs to
+resume exactly, such as the running sums of the evaluation interval in
+progress). A restore recomputes the fingerprint, so a truncated *or* silently
+corrupted checkpoint is detected, and the previous good one is used instead.
 """
 
 from __future__ import annotations
@@ -38,6 +38,28 @@ def fingerprint(tree) -> str:
   for path, leaf in sorted(leaves, key=lambda item: jax.tree_util.keystr(item[0])):
     arr = np.ascontiguousarray(np.asarray(leaf))
     h.update(f"{jax.tree_util.keystr(path)}|{arr.dtype.str}|{arr.shape}|".encode())
+    h.update(arr.tobytes())
+  return h.hexdigest()
+
+
+def weights_fingerprint(params, batch_stats) -> str:
+  """SHA-256 of the parameters and batch statistics, by key paths written as strings.
+
+  Unlike :func:`fingerprint` it does not depend on the container types a tree
+  was saved from (a list index and the string Orbax restores it as hash the
+  same), so a run that restores another run's checkpoint without its training
+  state's structure (``init_from``) can still check what it read.
+  """
+  h = hashlib.sha256()
+  leaves = jax.tree_util.tree_flatten_with_path(
+    sharding.fetch({"params": params, "batch_stats": batch_stats})
+  )[0]
+  named = [
+    ("/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path), leaf) for path, leaf in leaves
+  ]
+  for name, leaf in sorted(named, key=lambda item: item[0]):
+    arr = np.ascontiguousarray(np.asarray(leaf))
+    h.update(f"{name}|{arr.dtype.str}|{arr.shape}|".encode())
     h.update(arr.tobytes())
   return h.hexdigest()
 
@@ -123,7 +145,12 @@ class Checkpoints:
 
   def save(self, step: int, state, meta: dict | None = None) -> None:
     """Starts an asynchronous save; :meth:`wait` blocks until it is on disk."""
-    meta = {**(meta or {}), "fingerprint": fingerprint(state), "format_version": FORMAT_VERSION}
+    meta = {
+      **(meta or {}),
+      "fingerprint": fingerprint(state),
+      "weights_fingerprint": weights_fingerprint(state["params"], state["batch_stats"]),
+      "format_version": FORMAT_VERSION,
+    }
     with self._writing("saving a checkpoint"):  # (an earlier asynchronous save's failure surfaces here too)
       self._manager.save(
         int(step), args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))

@@ -20,7 +20,7 @@ import orbax.checkpoint as ocp
 from hffjax import sharding
 from hffjax.errors import HFFError
 from hffjax.io import storage
-from hffjax.io.checkpoint import fingerprint, warn
+from hffjax.io.checkpoint import fingerprint, warn, weights_fingerprint
 
 HEAD_KEYS = ("heads", "head", "readout")  # prototype heads (HFF), linear heads (backprop; FF's read-out)
 
@@ -113,18 +113,25 @@ def _restore_folder(path: str) -> dict:
 
 def _newest_readable(directory: str, path: str) -> tuple[int, dict]:
   """``(step, tree)`` of the newest checkpoint that restores; an unreadable one is skipped with a warning."""
-  handler = ocp.StandardCheckpointHandler(multiprocessing_options=_this_process_only())
+  handlers = {
+    "state": ocp.StandardCheckpointHandler(multiprocessing_options=_this_process_only()),
+    "meta": ocp.JsonCheckpointHandler(multiprocessing_options=_this_process_only()),
+  }
   options = ocp.CheckpointManagerOptions(read_only=True, multiprocessing_options=_this_process_only())
-  with ocp.CheckpointManager(directory, options=options, item_handlers={"state": handler}) as manager:
+  with ocp.CheckpointManager(directory, options=options, item_handlers=handlers) as manager:
     steps = sorted(manager.all_steps(), reverse=True)
     if not steps:
       raise HFFError(f"init_from {path} has no checkpoint yet; train it first")
     for i, step in enumerate(steps):
       try:
         target = _host_target(manager.item_metadata(step)["state"])
-        return step, manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))[
-          "state"
-        ]
+        args = ocp.args.Composite(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore())
+        restored = manager.restore(step, args=args)
+        tree, saved = restored["state"], (restored["meta"] or {}).get("weights_fingerprint")
+        # Checkpoints written before this fingerprint existed are taken as they read.
+        if saved and saved != weights_fingerprint(tree["params"], tree.get("batch_stats") or {}):
+          raise ValueError("its parameters do not match the fingerprint saved with them")
+        return step, tree
       except Exception as e:  # Orbax and TensorStore raise many types for damaged files.
         reason = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}" if str(e) else type(e).__name__
         later = f"falling back to checkpoint {steps[i + 1]}" if i + 1 < len(steps) else "no older one is left"
