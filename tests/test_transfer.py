@@ -140,6 +140,10 @@ def test_a_damaged_newest_source_checkpoint_falls_back_to_an_older_one(tiny_conf
   err = capsys.readouterr().err
   assert "checkpoint 16 is damaged" in err and "falling back to checkpoint 8" in err
   assert damage == "truncated" or "do not match the fingerprint" in err
+  if damage == "other parameters":  # named directly, the step is refused rather than replaced
+    c.init_from = str(newest)
+    with pytest.raises(HFFError, match="do not match the fingerprint saved with them"):
+      train.setup(c, dataset=FOUR).pretrained_state()
 
 
 def _save(path, prototypes, bias):
@@ -171,7 +175,7 @@ def test_a_head_is_reinitialised_for_another_class_count_only(tmp_path):
     load_pretrained(wider, params, {})
 
 
-def test_resnet_frozen_learners_keep_parameters_and_batchnorm_statistics(tmp_path):
+def test_resnet_frozen_learners_keep_parameters_and_batchnorm_statistics(tmp_path, capsys):
   """A backprop ResNet backbone, two of four learners frozen: their BatchNorm runs in inference mode."""
   from hffjax.config import base_config
 
@@ -186,7 +190,11 @@ def test_resnet_frozen_learners_keep_parameters_and_batchnorm_statistics(tmp_pat
   _, _, source = train.fit(resnet("bp"), str(tmp_path / "bp"), dataset=src_ds, progress=False)
   c = resnet("hff")
   c.init_from, c.freeze = str(tmp_path / "bp"), (0, 1)
+  capsys.readouterr()
   _, _, state = train.fit(c, str(tmp_path / "hff"), dataset=dst_ds, progress=False)
+  out, err = capsys.readouterr()
+  # The newest checkpoint passes its weights fingerprint (parameters and BatchNorm statistics).
+  assert f"init_from {tmp_path / 'bp'} (step 8)" in out and "damaged" not in err
   for tree, before in ((state.params, source.params), (state.batch_stats, source.batch_stats)):
     after = jax.device_get(tree)["blocks"]
     before = jax.device_get(before)["blocks"]

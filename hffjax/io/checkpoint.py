@@ -145,10 +145,11 @@ class Checkpoints:
 
   def save(self, step: int, state, meta: dict | None = None) -> None:
     """Starts an asynchronous save; :meth:`wait` blocks until it is on disk."""
+    host = sharding.fetch(state)  # read off the devices once for both fingerprints
     meta = {
       **(meta or {}),
-      "fingerprint": fingerprint(state),
-      "weights_fingerprint": weights_fingerprint(state["params"], state["batch_stats"]),
+      "fingerprint": fingerprint(host),
+      "weights_fingerprint": weights_fingerprint(host["params"], host["batch_stats"]),
       "format_version": FORMAT_VERSION,
     }
     with self._writing("saving a checkpoint"):  # (an earlier asynchronous save's failure surfaces here too)

@@ -12,6 +12,7 @@ not.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import jax
 import numpy as np
@@ -77,7 +78,15 @@ def _read(path: str) -> tuple[int, dict, str]:
       step, tree = _newest_readable(storage.join(path, "checkpoints"), path)
       return step, tree, f"{path} (step {step})"
     if storage.exists(storage.join(path, "state")):  # one step of a workdir's checkpoints
-      return -1, _restore_folder(storage.join(path, "state")), path
+      tree = _restore_folder(storage.join(path, "state"))
+      meta_path = storage.join(path, "meta", "metadata")
+      saved = json.loads(storage.read_text(meta_path)) if storage.exists(meta_path) else {}
+      if not _weights_match(tree, saved):
+        raise HFFError(
+          f"init_from {path}: its parameters do not match the fingerprint saved with them (a damaged "
+          "checkpoint); give another step, or the workdir to take its newest intact one"
+        )
+      return -1, tree, path
     if storage.exists(path):
       return -1, _restore_folder(path), path
   except HFFError:
@@ -88,6 +97,15 @@ def _read(path: str) -> tuple[int, dict, str]:
       f"init_from {path} is not a readable checkpoint ({reason}); give a workdir or an Orbax folder"
     ) from None
   raise HFFError(f"init_from {path} does not exist; give a workdir or an Orbax checkpoint folder")
+
+
+def _weights_match(tree: dict, meta: dict) -> bool:
+  """Whether a restored workdir checkpoint holds the parameters its meta's fingerprint was taken of.
+
+  Checkpoints written before that fingerprint existed are taken as they read.
+  """
+  saved = meta.get("weights_fingerprint")
+  return not saved or saved == weights_fingerprint(tree["params"], tree.get("batch_stats") or {})
 
 
 def _this_process_only() -> ocp.options.MultiprocessingOptions:
@@ -127,9 +145,8 @@ def _newest_readable(directory: str, path: str) -> tuple[int, dict]:
         target = _host_target(manager.item_metadata(step)["state"])
         args = ocp.args.Composite(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore())
         restored = manager.restore(step, args=args)
-        tree, saved = restored["state"], (restored["meta"] or {}).get("weights_fingerprint")
-        # Checkpoints written before this fingerprint existed are taken as they read.
-        if saved and saved != weights_fingerprint(tree["params"], tree.get("batch_stats") or {}):
+        tree = restored["state"]
+        if not _weights_match(tree, restored["meta"] or {}):
           raise ValueError("its parameters do not match the fingerprint saved with them")
         return step, tree
       except Exception as e:  # Orbax and TensorStore raise many types for damaged files.
