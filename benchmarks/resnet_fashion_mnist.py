@@ -11,6 +11,9 @@ it again later. Extra arguments after ``--`` go to every ``hffjax train`` (e.g.
 validation accuracy and seconds per epoch, and HFF's last learner minus backprop's. The report
 (``--out``) is written whenever a run is missing too, with the runs finished so far and
 ``"complete": false``; ``--report-only`` writes it without training (safe beside a training driver).
+A run whose workdir is not in ``--root`` but which the existing report already holds keeps its
+figures (marked ``"from_earlier_report": true``) and is not trained again: the runs may be trained
+on different days, in different folders, on the same machine.
 """
 
 from __future__ import annotations
@@ -31,16 +34,29 @@ RUNS = {
 }
 
 
-def write_report(report: dict, out: str | None) -> None:
+def default_out() -> str:
+  name = bench.machine_name(bench.machine_info())
+  return os.path.join(ROOT, "benchmarks", "results", f"resnet-fashion_mnist-{name}.json")
+
+
+def earlier_runs(out: str) -> dict:
+  """The runs an existing report at ``out`` holds (none when there is no report yet)."""
+  if not os.path.exists(out):
+    return {}
+  try:
+    with open(out) as f:
+      return dict(json.load(f)["runs"])
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    sys.exit(f"{out} is not a report this script wrote ({e}); move it away or pass another --out")
+
+
+def write_report(report: dict, out: str) -> None:
   """Writes the runs finished so far (``complete`` once all three are) and prints their table."""
-  runs = report["runs"]
+  runs = report["runs"] = {name: report["runs"][name] for name in RUNS if name in report["runs"]}
   report["complete"] = list(runs) == list(RUNS)
   if "hff_s0" in runs and "bp_s0" in runs:
     report["hff_minus_bp_seed0"] = runs["hff_s0"]["test_accuracy"] - runs["bp_s0"]["test_accuracy"]
-  report["machine"] = info = bench.machine_info()
-  out = out or os.path.join(
-    ROOT, "benchmarks", "results", f"resnet-fashion_mnist-{bench.machine_name(info)}.json"
-  )
+  report["machine"] = bench.machine_info()
   with open(out, "w") as f:
     json.dump(report, f, indent=2)
   print("| run | seed | test (last learner) | every learner | validation | s/epoch (median) |")
@@ -69,24 +85,32 @@ def main() -> None:
   args = parser.parse_args()
   # The command that trains the runs (a --report-only call reports the same runs).
   argv = [a for a in sys.argv[1:] if a != "--report-only"]
+  out = args.out or default_out()
+  earlier = earlier_runs(out)
   report = {"command": "python benchmarks/resnet_fashion_mnist.py " + " ".join(argv), "runs": {}}
+  unfinished = []
   for name, (config, seed) in RUNS.items():
     workdir = os.path.join(args.root, name)
-    done = (
-      finished(workdir)
-      if args.report_only
-      else train(config, workdir, [f"--config.seed={seed}", *args.extra])
-    )
+    if name in earlier and not os.path.exists(os.path.join(workdir, "config.json")):
+      report["runs"][name] = {**earlier[name], "from_earlier_report": True}
+      continue
+    if args.report_only:
+      done = finished(workdir)
+    elif unfinished:
+      done = False  # one run at a time: the next is trained once this one has finished
+    else:
+      done = train(config, workdir, [f"--config.seed={seed}", *args.extra])
     if not done:
-      if report["runs"]:
-        write_report(report, args.out)
-      if args.report_only:
-        print(f"{name} has not finished; train or resume it without --report-only", file=sys.stderr)
-        return
-      sys.exit(f"{name} has not finished; run the same command again to resume")
+      unfinished.append(name)
+      continue
     report["runs"][name] = {"config": config, "seed": seed, **summarise(workdir)}
     print(f"{name}: test {percent(report['runs'][name]['test_accuracy'])}", file=sys.stderr)
-  write_report(report, args.out)
+  if report["runs"] or not unfinished:
+    write_report(report, out)
+  if unfinished and args.report_only:
+    print(f"{', '.join(unfinished)} not finished; train or resume without --report-only", file=sys.stderr)
+  elif unfinished:
+    sys.exit(f"{', '.join(unfinished)} not finished; run the same command again to resume")
 
 
 if __name__ == "__main__":

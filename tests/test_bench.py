@@ -140,3 +140,36 @@ def test_accuracy_vs_seconds_compares_at_equal_training_time():
   assert rows[-1]["ff_readout"] == 0.71
   md = "\n".join(bench.accuracy_vs_seconds_markdown(rows))
   assert "| mlp | 10 | 80.00% | — | — |" in md
+
+
+def _resnet_report(tmp_path, out, *extra):
+  import os
+  import subprocess
+  import sys
+
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  argv = [sys.executable, os.path.join(root, "benchmarks", "resnet_fashion_mnist.py")]
+  argv += ["--root", str(tmp_path / "runs"), "--out", str(out), "--report-only", *extra]
+  return subprocess.run(argv, capture_output=True, text=True, cwd=root)
+
+
+def test_resnet_report_keeps_runs_whose_workdirs_are_elsewhere(tmp_path):
+  out = tmp_path / "resnet.json"
+  hff = {"config": "fashion_mnist_resnet", "seed": 0, "test_accuracy": 0.9255, "layer_accuracy": [0.9255]}
+  hff |= {"validation_accuracy": 0.93, "median_seconds_per_epoch": 510.0}
+  out.write_text(json.dumps({"command": "x", "runs": {"hff_s0": hff}}))
+  done = _resnet_report(tmp_path, out)
+  assert done.returncode == 0, done.stderr
+  assert "bp_s0, hff_s1 not finished" in done.stderr
+  report = json.loads(out.read_text())
+  assert report["runs"] == {"hff_s0": {**hff, "from_earlier_report": True}}
+  assert report["complete"] is False and "hff_minus_bp_seed0" not in report
+  assert "| hff_s0 | 0 | 92.55% | 92.55 | 93.00% | 510 |" in done.stdout
+
+
+def test_resnet_report_refuses_a_file_it_did_not_write(tmp_path):
+  out = tmp_path / "resnet.json"
+  out.write_text("[1, 2]")
+  done = _resnet_report(tmp_path, out)
+  assert done.returncode != 0 and "is not a report this script wrote" in done.stderr
+  assert out.read_text() == "[1, 2]"

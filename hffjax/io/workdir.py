@@ -111,6 +111,17 @@ def prepare_workdir(
     )
 
 
+def _read_data_json(folder: str, remedy: str, what: str = "") -> dict | None:
+  """``folder``'s ``data.json`` (what a run saved about its data), or ``None`` when it has none."""
+  path = storage.join(folder, "data.json")
+  if not storage.exists(path):
+    return None
+  try:
+    return json.loads(storage.read_text(path))
+  except (OSError, json.JSONDecodeError) as e:
+    raise HFFError(f"{what}{path} is unreadable ({e}); {remedy}") from None
+
+
 def saved_pixel_stats(workdir: str, ds) -> tuple | None:
   """The ``(mean, std)`` a run in ``workdir`` normalised images with, or ``None`` for a new run.
 
@@ -118,15 +129,9 @@ def saved_pixel_stats(workdir: str, ds) -> tuple | None:
   over the whole (in-memory) training split, which is recomputed here so that
   such a run restores and resumes exactly.
   """
-  path = storage.join(workdir, "data.json")
-  if not storage.exists(path):
+  saved = _read_data_json(workdir, "restore it, or train with --overwrite to start over")
+  if saved is None:
     return None
-  try:
-    saved = json.loads(storage.read_text(path))
-  except (OSError, json.JSONDecodeError) as e:
-    raise HFFError(
-      f"{path} is unreadable ({e}); restore it, or train with --overwrite to start over"
-    ) from None
   if "pixel_mean" in saved and "pixel_std" in saved:
     return tuple(saved["pixel_mean"]), tuple(saved["pixel_std"])
   try:
@@ -155,15 +160,9 @@ def source_pixel_stats(path: str, ds) -> tuple | None:
   if posixpath.basename(posixpath.dirname(folder)) == "checkpoints":
     folders.append(posixpath.dirname(posixpath.dirname(folder)))
   for folder in folders:
-    data_path = storage.join(folder, "data.json")
-    if not storage.exists(data_path):
+    saved = _read_data_json(folder, "restore it or set pixel_mean/pixel_std", what="init_from's ")
+    if saved is None:
       continue
-    try:
-      saved = json.loads(storage.read_text(data_path))
-    except (OSError, json.JSONDecodeError) as e:
-      raise HFFError(
-        f"init_from's {data_path} is unreadable ({e}); restore it or set pixel_mean/pixel_std"
-      ) from None
     if "pixel_mean" not in saved or "pixel_std" not in saved:
       return None
     mean, std = tuple(saved["pixel_mean"]), tuple(saved["pixel_std"])
