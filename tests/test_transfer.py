@@ -204,3 +204,19 @@ def test_resnet_frozen_learners_keep_parameters_and_batchnorm_statistics(tmp_pat
       not np.array_equal(a, b)
       for a, b in zip(jax.tree.leaves(after[2]), jax.tree.leaves(before[2]), strict=True)
     )
+
+
+def test_only_parameters_and_batch_statistics_are_read_from_a_training_state(bp_source):
+  from hffjax.models import pretrained
+
+  step, tree, _ = pretrained._read(bp_source)
+  assert step == 8 and jax.tree.leaves(tree["params"])
+  optimizer = jax.tree.leaves(tree["opt_state"], is_leaf=lambda x: x is ocp.PLACEHOLDER)
+  assert optimizer and all(x is ocp.PLACEHOLDER for x in optimizer)
+  params, batch_stats, _ = pretrained.read_checkpoint(bp_source)
+  assert batch_stats == {}  # the tiny MLP has no BatchNorm
+  source = train.restore_experiment(bp_source)[1]
+  read, trained = pretrained._flat(params), pretrained._flat(jax.device_get(source.params))
+  assert read.keys() == trained.keys()
+  for key in read:
+    np.testing.assert_array_equal(read[key], trained[key])

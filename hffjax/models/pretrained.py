@@ -113,26 +113,49 @@ def _this_process_only() -> ocp.options.MultiprocessingOptions:
   return ocp.options.MultiprocessingOptions(primary_host=index, active_processes={index})
 
 
+WEIGHTS = ("params", "batch_stats")  # what a transfer takes from a training state
+
+
 def _host_target(metadata):
   """A restore target of host (numpy) arrays for a checkpoint's array metadata.
 
   Without a target Orbax restores the shardings it saved, which a job with
   other devices or processes (e.g. a multi-host run starting from a
-  one-process run) cannot hold.
+  one-process run) cannot hold. Of a training state only the parameters and
+  batch statistics are read: the rest (the optimizer's moments, twice the
+  parameters' size for Adam) is left on disk as Orbax placeholders.
   """
   metadata = getattr(metadata, "item_metadata", metadata)
-  return jax.tree.map(lambda m: np.empty(m.shape, m.dtype), getattr(metadata, "tree", metadata))
+  tree = getattr(metadata, "tree", metadata)
+  target = jax.tree.map(lambda m: np.empty(m.shape, m.dtype), tree)
+  if isinstance(target, dict) and "params" in target:
+    skipped = {k: jax.tree.map(lambda _: ocp.PLACEHOLDER, v) for k, v in target.items() if k not in WEIGHTS}
+    target = {**target, **skipped}
+  return target
+
+
+def _restore(target) -> ocp.args.PyTreeRestore:
+  """Restore arguments reading ``target``'s arrays as numpy and leaving its placeholders unread."""
+  is_placeholder = lambda x: x is ocp.PLACEHOLDER  # noqa: E731
+  args = jax.tree.map(
+    lambda x: x if is_placeholder(x) else ocp.RestoreArgs(restore_type=np.ndarray),
+    target,
+    is_leaf=is_placeholder,
+  )
+  return ocp.args.PyTreeRestore(item=target, restore_args=args)
 
 
 def _restore_folder(path: str) -> dict:
-  with ocp.StandardCheckpointer(multiprocessing_options=_this_process_only()) as checkpointer:
-    return checkpointer.restore(path, _host_target(checkpointer.metadata(path)))
+  alone = _this_process_only()
+  handler = ocp.PyTreeCheckpointHandler(multiprocessing_options=alone)
+  with ocp.Checkpointer(handler, multiprocessing_options=alone) as checkpointer:
+    return checkpointer.restore(path, args=_restore(_host_target(checkpointer.metadata(path))))
 
 
 def _newest_readable(directory: str, path: str) -> tuple[int, dict]:
   """``(step, tree)`` of the newest checkpoint that restores; an unreadable one is skipped with a warning."""
   handlers = {
-    "state": ocp.StandardCheckpointHandler(multiprocessing_options=_this_process_only()),
+    "state": ocp.PyTreeCheckpointHandler(multiprocessing_options=_this_process_only()),
     "meta": ocp.JsonCheckpointHandler(multiprocessing_options=_this_process_only()),
   }
   options = ocp.CheckpointManagerOptions(read_only=True, multiprocessing_options=_this_process_only())
@@ -143,7 +166,7 @@ def _newest_readable(directory: str, path: str) -> tuple[int, dict]:
     for i, step in enumerate(steps):
       try:
         target = _host_target(manager.item_metadata(step)["state"])
-        args = ocp.args.Composite(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore())
+        args = ocp.args.Composite(state=_restore(target), meta=ocp.args.JsonRestore())
         restored = manager.restore(step, args=args)
         tree = restored["state"]
         if not _weights_match(tree, restored["meta"] or {}):
