@@ -77,9 +77,9 @@ def feature_pca_figure(
 
 
 def prediction_rules_figure(result: dict) -> Figure:
-  """Each block's own accuracy next to the model's rule (``last``: the last block for HFF and backprop;
+  """Each block's own accuracy next to the model's rule (``model``: the last block for HFF and backprop;
   Forward-Forward's goodness over its blocks) and ``ensemble``."""
-  names = [f"block {b}" for b in range(len(result["layer_accuracy"]))] + ["last", "ensemble"]
+  names = [f"block {b}" for b in range(len(result["layer_accuracy"]))] + ["model", "ensemble"]
   values = [100 * a for a in result["layer_accuracy"]] + [
     100 * result["test_accuracy"],
     100 * result["ensemble_accuracy"],

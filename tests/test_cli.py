@@ -34,6 +34,7 @@ def test_train_resume_eval_end_to_end(tmp_path):
     assert key in records[-1]
   assert len(records[-1]["layer_accuracy"]) == 2
   assert "block  test accuracy" in first.stdout
+  assert f"model  {100 * records[-1]['test_accuracy']:12.2f}%" in first.stdout  # the model's own rule
 
   # Re-running with more epochs resumes from the last checkpoint instead of starting over.
   second = _cli("train", "--config", TINY, "--workdir", workdir, "--config.num_epochs=3")

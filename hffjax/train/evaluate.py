@@ -53,11 +53,12 @@ def evaluate(
 
 
 def format_summary(result: dict) -> str:
-  """A per-block accuracy table."""
+  """A per-block accuracy table, then the model's own rule (``model``: the last block for HFF and
+  backprop, goodness over the blocks for Forward-Forward) and the ensemble."""
   lines = ["", "block  test accuracy", "-----  -------------"]
   for i, acc in enumerate(result["layer_accuracy"]):
     lines.append(f"{i:>5}  {100 * acc:12.2f}%")
-  lines.append(f" last  {100 * result['test_accuracy']:12.2f}%")
+  lines.append(f"model  {100 * result['test_accuracy']:12.2f}%")
   lines.append(f"  ens  {100 * result['ensemble_accuracy']:12.2f}%")
   if "readout_accuracy" in result:
     lines.append(f" read  {100 * result['readout_accuracy']:12.2f}%  (one pass, neutral label)")
