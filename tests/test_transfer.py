@@ -220,3 +220,53 @@ def test_only_parameters_and_batch_statistics_are_read_from_a_training_state(bp_
   assert read.keys() == trained.keys()
   for key in read:
     np.testing.assert_array_equal(read[key], trained[key])
+
+
+def _save_tree(path, tree):
+  with ocp.StandardCheckpointer() as checkpointer:
+    checkpointer.save(str(path), tree)
+    checkpointer.wait_until_finished()
+  return str(path)
+
+
+def test_report_names_exactly_what_was_reinitialised_and_left_unused(tmp_path):
+  """A head's learned temperature and a deeper source's extra block are named, not whole heads."""
+  ones = lambda *shape: np.ones(shape, np.float32)  # noqa: E731
+  block = {"kernel": ones(4, 8)}
+  fixed = {"blocks": {"0": block, "1": block}, "heads": {"0": {"prototypes": ones(3, 8)}}}
+  learned = {"blocks": {"0": block}, "heads": {"0": {"prototypes": ones(3, 8), "log_scale": ones()}}}
+  _, _, report = load_pretrained(_save_tree(tmp_path / "fixed", fixed), learned, {})
+  assert report.reinitialised == ["heads.0.log_scale"] and report.unused == ["blocks.1"]
+  assert report.loaded == 2 and report.total == 3
+  _, _, report = load_pretrained(
+    _save_tree(tmp_path / "learned", learned), fixed | {"blocks": {"0": block}}, {}
+  )
+  assert report.reinitialised == [] and report.unused == ["heads.0.log_scale"]
+
+
+def test_batchnorm_source_and_target_must_agree_on_the_norm(tmp_path):
+  ones = lambda *shape: np.ones(shape, np.float32)  # noqa: E731
+  params = {"blocks": {"0": {"norm": {"scale": ones(4), "bias": ones(4)}}}}
+  stats = {"blocks": {"0": {"norm": {"mean": ones(4), "var": ones(4)}}}}
+  batch = _save_tree(tmp_path / "batch", {"params": params, "batch_stats": stats, "step": 3})
+  # The same arrays would load into a LayerNorm's scale and bias: refused, not a silent change.
+  with pytest.raises(
+    HFFError, match=r"BatchNorm running statistics \(blocks\.0\.norm\.mean, \.\.\.\).*model\.norm"
+  ):
+    load_pretrained(batch, params, {})
+  _, _, report = load_pretrained(batch, params, stats)
+  assert report.loaded == report.total == 4
+  # A source without running statistics cannot give a BatchNorm model its own.
+  bare = _save_tree(tmp_path / "bare", params)
+  with pytest.raises(HFFError, match="holds no batch statistics, but this model has BatchNorm"):
+    load_pretrained(bare, params, stats)
+
+
+def test_learner_fingerprints_have_one_entry_per_learner_in_order():
+  from hffjax.io.checkpoint import fingerprint
+  from hffjax.models.pretrained import learner_fingerprints
+
+  first, third = {"kernel": np.ones((2, 2), np.float32)}, {"kernel": np.zeros((2, 2), np.float32)}
+  hashes = learner_fingerprints({"blocks": {0: first, 2: third}, "heads": {}}, 3)  # block 1 has no parameters
+  assert hashes == [fingerprint(first)[:16], fingerprint({})[:16], fingerprint(third)[:16]]
+  assert len(set(hashes)) == 3

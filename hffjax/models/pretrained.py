@@ -197,9 +197,22 @@ class LoadReport:
     return "; ".join(parts)
 
 
-def _group_name(path: tuple[str, ...]) -> str:
-  """``heads.2`` for a prototype head's arrays, ``head`` (``readout``) for a linear head's."""
-  return ".".join(path[:2]) if path[0] == "heads" else path[0]
+def _group(path: tuple[str, ...]) -> tuple[str, ...]:
+  """A learner's block or head (``blocks.2``, ``heads.2``), else the top-level module (``head``, ``readout``)."""
+  return path[:2] if path[0] in ("blocks", "heads") else path[:1]
+
+
+def _names(keys: set, every: set) -> list[str]:
+  """``keys`` named by their group (``heads.0``) where they are all of it, else array by array
+  (``heads.0.log_scale``), so that a report says exactly what it means."""
+  groups = {}
+  for key in keys:
+    groups.setdefault(_group(key), []).append(key)
+  names = []
+  for group, members in groups.items():
+    whole = len(members) == sum(_group(k) == group for k in every)
+    names += [".".join(group)] if whole else [".".join(k) for k in members]
+  return sorted(names)
 
 
 def _only_class_count_differs(key: tuple[str, ...], got: tuple, want: tuple) -> bool:
@@ -219,10 +232,16 @@ def load_pretrained(path: str, params: dict, batch_stats: dict) -> tuple[dict, d
   """
   src_params, src_stats, where = read_checkpoint(path)
   report = LoadReport(where)
-  reinit, unused = set(), set()
+  missing, other_count, unused, every = set(), set(), set(), set()
   merged = []
   for tree, source in ((params, _flat(src_params)), (batch_stats, _flat(src_stats))):
     target, values = _flat(tree), {}
+    if target and not source and tree is batch_stats:  # after the parameters, whose errors say more
+      raise HFFError(
+        f"init_from {where} holds no batch statistics, but this model has BatchNorm: start from a run "
+        "with the same model.norm, or save the source as {'params': ..., 'batch_stats': ...}"
+      )
+    every |= set(target)
     for key, init in target.items():
       report.total += 1
       name = ".".join(key)
@@ -233,20 +252,32 @@ def load_pretrained(path: str, params: dict, batch_stats: dict) -> tuple[dict, d
         report.loaded += 1
       elif is_head and (got is None or _only_class_count_differs(key, got.shape, init.shape)):
         values[key] = init
-        reinit.add(_group_name(key) + ("" if got is None else " (other class count)"))
+        (missing if got is None else other_count).add(key)
       elif got is None:
         raise HFFError(
           f"init_from {where} has no array {name}; it was trained with another model (same model.kind, "
-          "depth and learner grouping needed)"
+          "depth, norm and learner grouping needed)"
         )
       else:
         raise HFFError(
           f"init_from {where}: {name} has shape {tuple(got.shape)} there but {tuple(init.shape)} here; "
           "use the same model settings (widths, channels, depth, learner, read-out)"
         )
-    unused.update(_group_name(k) for k in source if k not in target)
+    unused |= {k for k in source if k not in target}
     merged.append(_unflat_like(tree, values))
-  report.reinitialised, report.unused = sorted(reinit), sorted(unused)
+  # Running statistics of a block this model keeps, but normalises otherwise (model.norm "batch" there):
+  # its scale and bias would load into another kind of norm, a silent change of what the block computes.
+  kept = {_group(k) for k in every}
+  stats_elsewhere = sorted(".".join(k) for k in _flat(src_stats) if k in unused and _group(k) in kept)
+  if stats_elsewhere:
+    raise HFFError(
+      f"init_from {where} has BatchNorm running statistics ({stats_elsewhere[0]}, ...) where this model has "
+      "none: it was trained with model.norm='batch'; use the same model.norm"
+    )
+  report.reinitialised = _names(missing, every) + [
+    f"{n} (other class count)" for n in _names(other_count, every)
+  ]
+  report.unused = _names(unused, set(_flat(src_params)) | set(_flat(src_stats)))
   return merged[0], merged[1], report
 
 
@@ -258,11 +289,14 @@ def learner_of(path) -> int | None:
   return None
 
 
-def learner_fingerprints(params: dict) -> list[str]:
+def learner_fingerprints(params: dict, num_learners: int) -> list[str]:
   """One SHA-256 (first 16 hex digits) per learner's block parameters (its features; heads excluded).
 
   Two runs' lists show which learners' features a transfer run changed: a
   frozen learner keeps its source's fingerprint even though its prototype
-  head trains.
+  head trains. A block without parameters (e.g. a pooling block of a custom
+  model, absent from ``params``) gets the fingerprint of an empty tree, so
+  the list always has one entry per learner, in order.
   """
-  return [fingerprint(block)[:16] for _, block in sorted(params["blocks"].items(), key=lambda kv: int(kv[0]))]
+  blocks = {int(i): block for i, block in params.get("blocks", {}).items()}
+  return [fingerprint(blocks.get(i, {}))[:16] for i in range(num_learners)]

@@ -482,7 +482,7 @@ def evaluate_workdir(workdir: str, data_dir: str | None = None) -> dict:
     "epoch": step / workdir_lib.trained_steps_per_epoch(workdir, exp.steps_per_epoch),
     **result,
     "params_fingerprint": ckpt_lib.fingerprint(state.params),
-    "learner_fingerprints": learner_fingerprints(sharding.fetch(state.params)),
+    "learner_fingerprints": learner_fingerprints(sharding.fetch(state.params), exp.model(state).num_blocks),
   }
 
 
