@@ -39,3 +39,13 @@ def test_ff_read_out_is_trained_by_adam_whatever_trains_the_blocks():
   np.testing.assert_allclose(
     updates["readout"]["kernel"], -1e-3, rtol=1e-3
   )  # Adam: the step, not the gradient
+
+
+def test_weight_decay_that_adam_ignores_is_warned_about(capsys):
+  c = base_config()
+  c.optimizer, c.weight_decay = "adam", 5e-4
+  make_optimizer(c, total_steps=10)
+  assert "weight_decay=0.0005 has no effect with optimizer='adam'" in capsys.readouterr().err
+  c.optimizer = "adamw"
+  make_optimizer(c, total_steps=10)
+  assert capsys.readouterr().err == ""

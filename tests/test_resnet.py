@@ -154,3 +154,15 @@ def test_bfloat16_program_convolves_in_bf16_and_classifies_in_float32():
   assert logits and all(operand_types(line) == ["f32", "f32"] for line in logits)
   assert all(line.endswith("tensor<8x5xf32>") for line in logits)
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(exp.initial_state.params))
+
+
+@pytest.mark.parametrize("norm,biased", [("batch", False), ("layer", False), ("none", True)])
+def test_convolutions_have_a_bias_only_without_a_norm(norm, biased):
+  from flax import nnx
+
+  c = _config().model
+  c.norm = norm
+  model = build_model(c, input_shape=(8, 8, 3), num_classes=5, seed=0)
+  convs = [m for _, m in nnx.iter_graph(model) if isinstance(m, nnx.Conv)]
+  assert len(convs) == 1 + 4 * 2 + 3  # stem, two per block, three projections
+  assert all((conv.bias is not None) == biased for conv in convs)

@@ -243,3 +243,16 @@ def test_fused_steps_per_call_equal_single_steps(tiny_config, tmp_path):
     assert record["step"] == 16
     assert record["train_loss"] == pytest.approx(records[1, False]["train_loss"], rel=1e-6)
     assert record["test_accuracy"] == records[1, False]["test_accuracy"]
+
+
+def test_split_on_the_device_with_a_host_resize_is_refused_before_the_workdir(tiny_config, tmp_path):
+  c = tiny_config
+  c.data_on_device, c.image_size = True, 12  # 8x8 synthetic images would need resizing on the host
+  with pytest.raises(
+    HFFError, match=r"stored 8x8 images on the device, but image_size=12 needs them resized"
+  ):
+    train.fit(c, str(tmp_path / "run"), progress=False)
+  assert not (tmp_path / "run" / "config.json").exists()
+  c.data_on_device = False
+  record, _, _ = train.fit(c, str(tmp_path / "run"), progress=False)
+  assert record["step"] == 16

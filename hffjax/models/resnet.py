@@ -22,14 +22,17 @@ STEMS = ("cifar", "imagenet")
 LEARNERS = ("block", "stage")
 
 
-def _conv(in_channels: int, channels: int, size: int, stride: int, *, dtype, rngs: nnx.Rngs) -> nnx.Conv:
+def _conv(
+  in_channels: int, channels: int, size: int, stride: int, *, norm: str, dtype, rngs: nnx.Rngs
+) -> nnx.Conv:
+  """A bias-free convolution before a norm (whose bias takes its place); with ``norm="none"``, a biased one."""
   return nnx.Conv(
     in_channels,
     channels,
     (size, size),
     strides=(stride, stride),
     padding="SAME",
-    use_bias=False,
+    use_bias=norm == "none",
     dtype=dtype,
     param_dtype=jnp.float32,
     kernel_init=jax.nn.initializers.he_normal(),
@@ -40,18 +43,18 @@ def _conv(in_channels: int, channels: int, size: int, stride: int, *, dtype, rng
 class BasicBlock(nnx.Module):
   """``relu(x' + norm(conv(relu(norm(conv(x))))))``, ``x'`` a 1×1 projection where the shape changes.
 
-  The last norm's scale starts at zero, so each block starts as (nearly) the identity.
+  With BatchNorm the last norm's scale starts at zero, so each block starts as (nearly) the identity.
   """
 
   def __init__(self, in_channels: int, channels: int, *, stride: int, norm: str, dtype, rngs: nnx.Rngs):
-    self.conv1 = _conv(in_channels, channels, 3, stride, dtype=dtype, rngs=rngs)
+    self.conv1 = _conv(in_channels, channels, 3, stride, norm=norm, dtype=dtype, rngs=rngs)
     self.norm1 = make_norm(norm, channels, dtype=dtype, rngs=rngs)
-    self.conv2 = _conv(channels, channels, 3, 1, dtype=dtype, rngs=rngs)
+    self.conv2 = _conv(channels, channels, 3, 1, norm=norm, dtype=dtype, rngs=rngs)
     self.norm2 = make_norm(norm, channels, dtype=dtype, rngs=rngs)
     if isinstance(self.norm2, nnx.BatchNorm):
       self.norm2.scale[...] = jnp.zeros_like(self.norm2.scale[...])
     if stride != 1 or in_channels != channels:
-      self.project = _conv(in_channels, channels, 1, stride, dtype=dtype, rngs=rngs)
+      self.project = _conv(in_channels, channels, 1, stride, norm=norm, dtype=dtype, rngs=rngs)
       self.project_norm = make_norm(norm, channels, dtype=dtype, rngs=rngs)
     else:
       self.project, self.project_norm = None, None
@@ -71,7 +74,7 @@ class Stem(nnx.Module):
       raise HFFError(f"unknown model.stem {kind!r}; use one of {STEMS}")
     self.kind = kind
     size, stride = (3, 1) if kind == "cifar" else (7, 2)
-    self.conv = _conv(in_channels, channels, size, stride, dtype=dtype, rngs=rngs)
+    self.conv = _conv(in_channels, channels, size, stride, norm=norm, dtype=dtype, rngs=rngs)
     self.norm = make_norm(norm, channels, dtype=dtype, rngs=rngs)
 
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:

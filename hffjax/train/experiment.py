@@ -15,6 +15,7 @@ from flax import nnx
 from hffjax import baselines, sharding
 from hffjax import config as config_lib
 from hffjax import data as data_lib
+from hffjax.data.pipeline import host_resize_size
 from hffjax.errors import HFFError
 from hffjax.io import checkpoint as ckpt_lib
 from hffjax.io import storage
@@ -196,6 +197,12 @@ def setup(
     raise HFFError(
       f"data_on_device keeps the training split in device memory, but {config.dataset}'s is streamed "
       "from disk; use it with in-memory datasets (IDX, synthetic) or set data_on_device=False"
+    )
+  if config.data_on_device and (size := host_resize_size(ds, ds.train)):
+    shape = tuple(ds.train.image_shape[:2])
+    raise HFFError(
+      f"data_on_device gathers the stored {shape[0]}x{shape[1]} images on the device, but image_size={size} "
+      "needs them resized on the host; set data_on_device=False or image_size=0"
     )
   n_dev = mesh.devices.size
   eval_bs = min(config.eval_batch_size, max(len(ds.test), len(ds.validation or ())))

@@ -6,6 +6,8 @@ import jax
 import ml_collections
 import optax
 
+from hffjax import sharding
+from hffjax.io.checkpoint import warn
 from hffjax.models.pretrained import learner_of, path_keys
 
 READOUT_LEARNING_RATE = 1e-3
@@ -68,5 +70,10 @@ def _base_optimizer(config: ml_collections.ConfigDict, total_steps: int) -> opta
     return optax.chain(
       optax.add_decayed_weights(config.weight_decay, mask=decay_mask),
       optax.sgd(lr, momentum=config.momentum or None),
+    )
+  if config.weight_decay and sharding.is_primary():
+    warn(
+      f"weight_decay={config.weight_decay} has no effect with optimizer='adam'; "
+      "use 'adamw' (decoupled decay) or 'sgd' (L2)"
     )
   return optax.adam(lr)
