@@ -70,8 +70,10 @@ def test_train_and_evaluate_takes_a_block_builder(tiny_config, tmp_path):
 
 
 def test_a_script_builder_must_be_passed_again():
-  with pytest.raises(HFFError, match="defined in the script that trained the run; pass it again"):
+  with pytest.raises(HFFError, match="defined in the script that trained the run, which cannot be imported"):
     resolve_builder("__main__:build_blocks")
+  with pytest.raises(HFFError, match="defined inside another function, which cannot be imported by name"):
+    resolve_builder("my_package.models:make.<locals>.blocks")
   with pytest.raises(HFFError, match="is not a function"):
     train_and_evaluate(None, "unused", model="mlp")
 

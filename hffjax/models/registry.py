@@ -72,9 +72,10 @@ def resolve_builder(kind: str) -> BlockBuilder:
     raise HFFError(f"unknown model.kind {kind!r}; use one of {tuple(BUILDERS)} or 'package.module:function'")
   module_name, attr = kind.split(":")
   if module_name == "__main__" or "<locals>" in attr:
+    where = "in the script that trained the run" if module_name == "__main__" else "inside another function"
     raise HFFError(
-      f"model.kind {kind!r} is a builder defined in the script that trained the run; pass it again "
-      "(hffjax.train.restore_experiment(workdir, model=builder)) or move it into an importable module"
+      f"model.kind {kind!r} is a builder defined {where}, which cannot be imported by name; pass it again "
+      "(hffjax.train.restore_experiment(workdir, model=builder)) or move it to the top level of a module"
     )
   try:
     builder = importlib.import_module(module_name)
