@@ -187,3 +187,27 @@ def test_sigterm_saves_at_the_next_step_exits_0_and_resumes_bit_identical(tmp_pa
   assert _eval(stopped)["params_fingerprint"] == _eval(reference)["params_fingerprint"]
   got = metrics_log.read(str(stopped / "metrics.jsonl"))
   assert _without_wall_clock(got) == _without_wall_clock(metrics_log.read(str(reference / "metrics.jsonl")))
+
+
+def test_a_reader_beside_a_save_in_flight_leaves_it_alone(tmp_path):
+  """eval/predict/plot open a run's checkpoints read-only: a save still being written is not removed."""
+  import numpy as np
+
+  from hffjax import sharding
+  from hffjax.io.checkpoint import Checkpoints, abstract_like
+
+  state = {
+    "params": {"w": np.ones((2000, 2000), np.float32)},
+    "batch_stats": {},
+    "step": np.asarray(1, np.int32),
+  }
+  writer = Checkpoints(str(tmp_path))
+  writer.save(1, state)  # asynchronous: its temporary folder exists until it is finalised
+  reader = Checkpoints(str(tmp_path), read_only=True)
+  writer.wait()
+  assert writer.all_steps() == [1] and reader.all_steps() in ([], [1])
+  abstract = abstract_like(state, sharding.replicated(sharding.make_mesh()))
+  step, restored, _ = Checkpoints(str(tmp_path), read_only=True).restore(abstract)
+  assert step == 1 and np.array_equal(restored["params"]["w"], state["params"]["w"])
+  writer.close()
+  reader.close()

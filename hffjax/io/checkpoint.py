@@ -100,14 +100,20 @@ class Checkpoints:
   state is enough to see the same batches again.
   """
 
-  def __init__(self, workdir: str, keep: int = 3):
+  def __init__(self, workdir: str, keep: int = 3, *, read_only: bool = False):
+    """``read_only``: for readers beside a run that may be training (eval, predict, plot): nothing in
+    the folder is created or removed, a save in flight included."""
     self.directory = storage.join(workdir, "checkpoints")
+    if read_only:
+      options = ocp.CheckpointManagerOptions(read_only=True, create=False, cleanup_tmp_directories=False)
+    else:
+      # Temporary folders of a save that never finished (a killed or failed run) are removed on start.
+      options = ocp.CheckpointManagerOptions(
+        max_to_keep=max(int(keep), 1), create=True, cleanup_tmp_directories=True
+      )
     self._manager = ocp.CheckpointManager(
       self.directory,
-      # Temporary folders of a save that never finished (a killed or failed run) are removed on start.
-      options=ocp.CheckpointManagerOptions(
-        max_to_keep=max(int(keep), 1), create=True, cleanup_tmp_directories=True
-      ),
+      options=options,
       item_handlers={"state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()},
     )
 

@@ -281,7 +281,7 @@ def restore_experiment(
   n_dev = len(jax.devices())
   config.batch_size = max(-(-config.batch_size // n_dev) * n_dev, n_dev)
   exp = setup(config, ds, saved_pixel_stats=workdir_lib.saved_pixel_stats(workdir, ds))
-  ckpts = ckpt_lib.Checkpoints(workdir, keep=config.keep_checkpoints)
+  ckpts = ckpt_lib.Checkpoints(workdir, read_only=True)  # the run may be training beside us
   try:
     step, tree, _ = ckpts.restore(exp.abstract_state())
     state = to_state(tree)
