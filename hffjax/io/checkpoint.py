@@ -92,6 +92,16 @@ def check_space(directory: str, state, step: int | None = None) -> None:
     )
 
 
+def _arrays_by_name(tree) -> dict[str, tuple]:
+  """``{"params/blocks/0/linear/kernel": (shape, dtype)}`` for a state or its checkpoint's metadata."""
+  named = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    if hasattr(leaf, "shape"):
+      name = "/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
+      named[name] = (tuple(leaf.shape), np.dtype(leaf.dtype).str)
+  return named
+
+
 class Checkpoints:
   """Saves and restores a training-state pytree by step; keeps the newest ``keep``.
 
@@ -164,21 +174,33 @@ class Checkpoints:
       )
 
   def _check_structure(self, step: int, abstract_state) -> None:
-    """Raises HFFError when a readable checkpoint holds another model's arrays."""
+    """Raises HFFError when a readable checkpoint holds another model's arrays (by name, shape and dtype).
+
+    Checked before the restore, so that a checkpoint of another model (or of a
+    builder whose modules were renamed) is refused rather than taken for damaged.
+    """
     try:
       saved = self._manager.item_metadata(step)["state"]
-      saved = getattr(saved, "tree", saved)
-      saved_arrays = sorted(
-        (tuple(m.shape), np.dtype(m.dtype).str) for m in jax.tree.leaves(saved) if hasattr(m, "shape")
-      )
+      saved = _arrays_by_name(getattr(saved, "tree", saved))
     except Exception:
       return  # Unreadable metadata: the restore that follows reports the damage.
-    wanted = sorted((tuple(a.shape), np.dtype(a.dtype).str) for a in jax.tree.leaves(abstract_state))
-    if saved_arrays and saved_arrays != wanted:
-      raise HFFError(
-        f"checkpoint {step} in {self.directory} does not match this model (its arrays have other "
-        "shapes); use the config it was trained with"
+    wanted = _arrays_by_name(abstract_state)
+    if not saved or saved == wanted:
+      return
+    if saved.keys() != wanted.keys():
+      there, here = sorted(saved.keys() - wanted.keys()), sorted(wanted.keys() - saved.keys())
+      what = (
+        f"it has {there[0]} where this model has {here[0] if here else 'none'}"
+        if there
+        else f"it lacks {here[0]}"
       )
+    else:
+      name = next(k for k in sorted(saved) if saved[k] != wanted[k])
+      what = f"its {name} is {saved[name]} where this model's is {wanted[name]}"
+    raise HFFError(
+      f"checkpoint {step} in {self.directory} does not match this model ({what}); "
+      "use the config (and model builder) it was trained with"
+    )
 
   def _restore_step(self, step: int, abstract_state):
     self._check_structure(step, abstract_state)
