@@ -97,7 +97,7 @@ def _split_overrides(argv: list[str]) -> tuple[list[str], dict[str, str]]:
       key, eq, value = arg[len("--config.") :].partition("=")
       if not eq:
         value = next(it, None)
-        if value is None:
+        if value is None or value.startswith("--"):
           raise HFFError(f"--config.{key} needs a value: --config.{key}=VALUE")
       overrides[key] = value
     else:

@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 
 from hffjax.baselines import FFNet, build_ff_model
 from hffjax.errors import HFFError
+from hffjax.io import workdir as workdir_lib
 from hffjax.io import writers as metrics_log
 from hffjax.models import HFFNet
 from hffjax.train import predict
@@ -158,7 +159,7 @@ def write_figures(
   model = exp.model(state)
   if not isinstance(model, HFFNet):
     raise HFFError(f"{workdir} holds a {exp.config.method!r} run; `hffjax plot` draws HFF runs")
-  out_dir = out_dir or os.path.join(workdir, "plots")
+  out_dir = out_dir or os.path.join(workdir, workdir_lib.PLOTS_DIR)
   os.makedirs(out_dir, exist_ok=True)
   ds = exp.dataset
   names = CLASS_NAMES.get(ds.name)

@@ -78,6 +78,11 @@ def test_bad_config_is_one_line(capsys, tmp_path, override, fragment):
   _expect_error(capsys, ["train", "--config", TINY, "--workdir", str(tmp_path), override], fragment)
 
 
+def test_an_override_without_a_value_does_not_take_the_next_flag(capsys, tmp_path):
+  argv = ["train", "--config", TINY, "--config.augment_flip", "--workdir", str(tmp_path)]
+  _expect_error(capsys, argv, "--config.augment_flip needs a value: --config.augment_flip=VALUE")
+
+
 def test_missing_config_file(capsys, tmp_path):
   _expect_error(capsys, ["train", "--config", "nope.py", "--workdir", str(tmp_path)], "not found")
 

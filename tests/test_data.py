@@ -45,6 +45,14 @@ def test_idx_folder_round_trip(tmp_path):
   assert ds.num_classes == 10 and ds.image_shape == (28, 28, 1)
 
 
+def test_idx_in_the_dataset_subfolder_of_data_dir(tmp_path):
+  """``data_dir/fashion_mnist/`` holding IDX files is read as IDX, not taken for a TFDS folder."""
+  (tmp_path / "fashion_mnist").mkdir()
+  arrays = write_idx_folder(tmp_path / "fashion_mnist")
+  ds = data.load_dataset(_config("fashion_mnist", tmp_path))
+  np.testing.assert_array_equal(ds.test_labels, arrays["test_labels"])
+
+
 def test_idx_found_through_environment(tmp_path, monkeypatch):
   write_idx_folder(tmp_path)
   monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path))

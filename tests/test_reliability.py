@@ -144,7 +144,10 @@ def test_workdir_with_another_config_is_refused_unless_overwrite(tmp_path, capsy
   err = capsys.readouterr().err.strip()
   assert len(err.splitlines()) == 1 and "learning_rate differ" in err and "--overwrite" in err
   assert open(workdir / "metrics.jsonl").read() == before  # nothing was touched
+  (workdir / "early_exit.json").write_text("{}")  # the discarded run's evaluation outputs go with it
+  (workdir / "plots").mkdir()
   assert run([*argv, "--overwrite", "--config.num_epochs=1"]) == 0
+  assert not (workdir / "early_exit.json").exists() and not (workdir / "plots").exists()
   records = metrics_log.read(str(workdir / "metrics.jsonl"))
   assert [r["step"] for r in records] == [8]
 
@@ -211,3 +214,31 @@ def test_a_reader_beside_a_save_in_flight_leaves_it_alone(tmp_path):
   assert step == 1 and np.array_equal(restored["params"]["w"], state["params"]["w"])
   writer.close()
   reader.close()
+
+
+def test_a_checkpoint_of_renamed_arrays_is_refused_not_deleted_as_damaged(tmp_path):
+  """Same shapes under other names (e.g. a custom builder's module renamed): an error, every checkpoint kept."""
+  import numpy as np
+
+  from hffjax import sharding
+  from hffjax.errors import HFFError
+  from hffjax.io.checkpoint import Checkpoints, abstract_like
+
+  def state(name, shape=(3, 3)):
+    return {"params": {name: np.ones(shape, np.float32)}, "batch_stats": {}, "step": np.asarray(1, np.int32)}
+
+  ckpts = Checkpoints(str(tmp_path))
+  for step in (1, 2):
+    ckpts.save(step, state("dense_0"))
+  ckpts.wait()
+  replicated = sharding.replicated(sharding.make_mesh())
+  with pytest.raises(HFFError, match="it has params/dense_0 where this model has params/layer_0"):
+    ckpts.restore(abstract_like(state("layer_0"), replicated), delete_damaged=True)
+  with pytest.raises(
+    HFFError, match=r"its params/dense_0 is \(\(3, 3\), '<f4'\) where this model's is \(\(3, 4\)"
+  ):
+    ckpts.restore(abstract_like(state("dense_0", (3, 4)), replicated), delete_damaged=True)
+  assert ckpts.all_steps() == [1, 2]
+  step, _, _ = ckpts.restore(abstract_like(state("dense_0"), replicated), delete_damaged=True)
+  assert step == 2
+  ckpts.close()

@@ -508,7 +508,7 @@ def load_dataset(config) -> Dataset:
       num_classes=s.num_classes,
       seed=config.seed,
     )
-  elif name in IDX_DATASETS and _tfds_prepared(name, config.data_dir) and not _has_idx(config.data_dir):
+  elif name in IDX_DATASETS and _tfds_prepared(name, config.data_dir) and not _has_idx(name, config.data_dir):
     ds = load_tfds_dataset(name, config.data_dir)  # e.g. prepared by TFDS in a notebook
   elif name in IDX_DATASETS:
     ds = load_idx_dataset(name, config.data_dir or None)
@@ -529,8 +529,12 @@ def load_dataset(config) -> Dataset:
   return ds
 
 
-def _has_idx(data_dir: str) -> bool:
-  return bool(data_dir) and os.path.isfile(os.path.join(data_dir, IDX_FILES["train_images"]))
+def _has_idx(name: str, data_dir: str) -> bool:
+  """Whether ``data_dir`` or its ``<name>/`` subfolder holds IDX files (they win over a TFDS folder)."""
+  return bool(data_dir) and any(
+    os.path.isfile(os.path.join(d, IDX_FILES["train_images"]))
+    for d in (data_dir, os.path.join(data_dir, name))
+  )
 
 
 def _tfds_prepared(name: str, data_dir: str) -> bool:
@@ -546,7 +550,7 @@ def validate(ds: Dataset) -> None:
     if len(source) == 0:
       raise HFFError(f"{ds.name} has an empty {split} split; fix the data")
     if not isinstance(source, ArraySource):
-      continue  # streamed: labels are checked as batches are read
+      continue  # streamed (TFDS): not read whole here; its labels come from the dataset's own ClassLabel
     labels = source.labels
     if labels.min() < 0 or labels.max() >= ds.num_classes:
       bad = labels[(labels < 0) | (labels >= ds.num_classes)][0]

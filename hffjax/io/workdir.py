@@ -49,6 +49,10 @@ def same_config(workdir: str, config: ml_collections.ConfigDict) -> bool:
   return config_changes(workdir, config) == []
 
 
+EARLY_EXIT_FILE = "early_exit.json"  # the last `hffjax eval --early_exit`, for `hffjax plot`
+PLOTS_DIR = "plots"  # `hffjax plot`'s figures
+
+
 def _prepare(config: ml_collections.ConfigDict, workdir: str, overwrite: bool, data_info: dict) -> None:
   config_path = storage.join(workdir, "config.json")
   changed = config_changes(workdir, config)
@@ -59,7 +63,9 @@ def _prepare(config: ml_collections.ConfigDict, workdir: str, overwrite: bool, d
         "use another --workdir, or --overwrite to discard that run"
       )
     if changed or overwrite:
-      for name in ("checkpoints", writers.TENSORBOARD_DIR, writers.FILENAME, "config.json", "data.json"):
+      # Everything of the discarded run, its evaluation outputs included (a new run's plot must not show them).
+      discarded = ("checkpoints", writers.TENSORBOARD_DIR, writers.FILENAME, "config.json", "data.json")
+      for name in (*discarded, EARLY_EXIT_FILE, PLOTS_DIR):
         storage.remove(storage.join(workdir, name))
   storage.makedirs(workdir)
   storage.write_atomic(config_path, config_lib.to_json(config))

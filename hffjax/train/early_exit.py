@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from hffjax.io import workdir as workdir_lib
 from hffjax.models.stack import interblock_normalize
 from hffjax.train.predict import block_confidence, check_early_exit
 
@@ -125,7 +126,7 @@ class EarlyExit:
     return out
 
 
-EARLY_EXIT_FILE = "early_exit.json"  # in the workdir: the last `hffjax eval --early_exit`, for `hffjax plot`
+EARLY_EXIT_FILE = workdir_lib.EARLY_EXIT_FILE  # in the workdir: the last `hffjax eval --early_exit`
 SOFTMAX_GRID = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999)
 MARGIN_GRID = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6)
 

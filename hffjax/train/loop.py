@@ -49,7 +49,6 @@ class PreemptionWatch:
   def __init__(self):
     self._flag = threading.Event()
     self._previous = None
-    self._calls = 0
 
   def __enter__(self):
     if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
@@ -60,12 +59,17 @@ class PreemptionWatch:
     if self._previous is not None:
       signal.signal(signal.SIGTERM, self._previous)
 
-  def reached(self) -> bool:
-    """Whether to stop after this training call; every process must ask after every call."""
-    self._calls += 1
+  def reached(self, step: int, num_steps: int = 1) -> bool:
+    """Whether to stop after the training call that ended at ``step`` (it ran ``num_steps`` steps).
+
+    Every process must ask after every call. On many processes the sync point
+    is a training step: the counter Orbax's checkpoint manager also reports to
+    JAX's preemption service when it saves, so the two agree. Each step of a
+    fused call is reported, so a sync point inside the call is not skipped.
+    """
     if jax.process_count() > 1:
-      # The sync point is a call count, the same on every process whatever the steps per call.
-      return multihost_utils.reached_preemption_sync_point(self._calls)
+      hits = [multihost_utils.reached_preemption_sync_point(s) for s in range(step - num_steps + 1, step + 1)]
+      return any(hits)
     return self._flag.is_set()
 
 
@@ -395,7 +399,7 @@ def _train(
         if pending is not None:
           consume(*pending)
         pending = (metrics, step, n)
-        stop = preemption.reached() and step < total
+        stop = preemption.reached(step, n) and step < total
         if step % every == 0 or step == total:
           consume(*pending)
           pending = None
