@@ -42,6 +42,12 @@ def fingerprint(tree) -> str:
   return h.hexdigest()
 
 
+def path_keys(path) -> tuple[str, ...]:
+  """A pytree key path as strings: ``("blocks", "0", "linear", "kernel")``, whatever the containers
+  (Orbax restores int keys as strings; a named tuple's fields are attribute keys)."""
+  return tuple(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
+
+
 def weights_fingerprint(params, batch_stats) -> str:
   """SHA-256 of the parameters and batch statistics, by key paths written as strings.
 
@@ -54,9 +60,7 @@ def weights_fingerprint(params, batch_stats) -> str:
   leaves = jax.tree_util.tree_flatten_with_path(
     sharding.fetch({"params": params, "batch_stats": batch_stats})
   )[0]
-  named = [
-    ("/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path), leaf) for path, leaf in leaves
-  ]
+  named = [("/".join(path_keys(path)), leaf) for path, leaf in leaves]
   for name, leaf in sorted(named, key=lambda item: item[0]):
     arr = np.ascontiguousarray(np.asarray(leaf))
     h.update(f"{name}|{arr.dtype.str}|{arr.shape}|".encode())
@@ -97,8 +101,7 @@ def _arrays_by_name(tree) -> dict[str, tuple]:
   named = {}
   for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
     if hasattr(leaf, "shape"):
-      name = "/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
-      named[name] = (tuple(leaf.shape), np.dtype(leaf.dtype).str)
+      named["/".join(path_keys(path))] = (tuple(leaf.shape), np.dtype(leaf.dtype).str)
   return named
 
 

@@ -21,14 +21,9 @@ import orbax.checkpoint as ocp
 from hffjax import sharding
 from hffjax.errors import HFFError
 from hffjax.io import storage
-from hffjax.io.checkpoint import fingerprint, warn, weights_fingerprint
+from hffjax.io.checkpoint import fingerprint, path_keys, warn, weights_fingerprint
 
 HEAD_KEYS = ("heads", "head", "readout")  # prototype heads (HFF), linear heads (backprop; FF's read-out)
-
-
-def path_keys(path) -> tuple[str, ...]:
-  """A pytree key path as strings: ``("blocks", "0", "linear", "kernel")`` (Orbax restores int keys as strings)."""
-  return tuple(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
 
 
 def _flat(tree) -> dict[tuple[str, ...], object]:
@@ -234,7 +229,8 @@ def load_pretrained(path: str, params: dict, batch_stats: dict) -> tuple[dict, d
   report = LoadReport(where)
   missing, other_count, unused, every = set(), set(), set(), set()
   merged = []
-  for tree, source in ((params, _flat(src_params)), (batch_stats, _flat(src_stats))):
+  flat_params, flat_stats = _flat(src_params), _flat(src_stats)
+  for tree, source in ((params, flat_params), (batch_stats, flat_stats)):
     target, values = _flat(tree), {}
     if target and not source and tree is batch_stats:  # after the parameters, whose errors say more
       raise HFFError(
@@ -268,7 +264,7 @@ def load_pretrained(path: str, params: dict, batch_stats: dict) -> tuple[dict, d
   # Running statistics of a block this model keeps, but normalises otherwise (model.norm "batch" there):
   # its scale and bias would load into another kind of norm, a silent change of what the block computes.
   kept = {_group(k) for k in every}
-  stats_elsewhere = sorted(".".join(k) for k in _flat(src_stats) if k in unused and _group(k) in kept)
+  stats_elsewhere = sorted(".".join(k) for k in flat_stats if k in unused and _group(k) in kept)
   if stats_elsewhere:
     raise HFFError(
       f"init_from {where} has BatchNorm running statistics ({stats_elsewhere[0]}, ...) where this model has "
@@ -277,7 +273,7 @@ def load_pretrained(path: str, params: dict, batch_stats: dict) -> tuple[dict, d
   report.reinitialised = _names(missing, every) + [
     f"{n} (other class count)" for n in _names(other_count, every)
   ]
-  report.unused = _names(unused, set(_flat(src_params)) | set(_flat(src_stats)))
+  report.unused = _names(unused, set(flat_params) | set(flat_stats))
   return merged[0], merged[1], report
 
 
