@@ -13,7 +13,9 @@ validation accuracy and seconds per epoch, and HFF's last learner minus backprop
 ``"complete": false``; ``--report-only`` writes it without training (safe beside a training driver).
 A run whose workdir is not in ``--root`` but which the existing report already holds keeps its
 figures (marked ``"from_earlier_report": true``) and is not trained again: the runs may be trained
-on different days, in different folders, on the same machine.
+on different days, in different folders. Each run names the machine that trained it (``machine``;
+the report's own ``machine`` is the one that wrote it), since seconds per epoch compare only runs
+of one machine.
 """
 
 from __future__ import annotations
@@ -40,13 +42,15 @@ def default_out() -> str:
 
 
 def earlier_runs(out: str) -> dict:
-  """The runs an existing report at ``out`` holds (none when there is no report yet)."""
+  """The runs an existing report at ``out`` holds (none when there is no report yet), each with the
+  machine it was trained on (the report's own ``machine`` for runs that do not name one)."""
   if not os.path.exists(out):
     return {}
   try:
     with open(out) as f:
-      return dict(json.load(f)["runs"])
-  except (OSError, ValueError, KeyError, TypeError) as e:
+      report = json.load(f)
+    return {name: {"machine": report.get("machine"), **run} for name, run in report["runs"].items()}
+  except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
     sys.exit(f"{out} is not a report this script wrote ({e}); move it away or pass another --out")
 
 
@@ -103,7 +107,8 @@ def main() -> None:
     if not done:
       unfinished.append(name)
       continue
-    report["runs"][name] = {"config": config, "seed": seed, **summarise(workdir)}
+    run = {"config": config, "seed": seed, **summarise(workdir), "machine": bench.machine_info()}
+    report["runs"][name] = run
     print(f"{name}: test {percent(report['runs'][name]['test_accuracy'])}", file=sys.stderr)
   if report["runs"] or not unfinished:
     write_report(report, out)

@@ -157,12 +157,14 @@ def test_resnet_report_keeps_runs_whose_workdirs_are_elsewhere(tmp_path):
   out = tmp_path / "resnet.json"
   hff = {"config": "fashion_mnist_resnet", "seed": 0, "test_accuracy": 0.9255, "layer_accuracy": [0.9255]}
   hff |= {"validation_accuracy": 0.93, "median_seconds_per_epoch": 510.0}
-  out.write_text(json.dumps({"command": "x", "runs": {"hff_s0": hff}}))
+  trained_on = {"cpu": "an earlier CPU", "cpu_cores": 2}
+  out.write_text(json.dumps({"command": "x", "runs": {"hff_s0": hff}, "machine": trained_on}))
   done = _resnet_report(tmp_path, out)
   assert done.returncode == 0, done.stderr
   assert "bp_s0, hff_s1 not finished" in done.stderr
   report = json.loads(out.read_text())
-  assert report["runs"] == {"hff_s0": {**hff, "from_earlier_report": True}}
+  assert report["runs"] == {"hff_s0": {"machine": trained_on, **hff, "from_earlier_report": True}}
+  assert report["machine"]["cpu"] != trained_on["cpu"]  # the report names the machine that wrote it
   assert report["complete"] is False and "hff_minus_bp_seed0" not in report
   assert "| hff_s0 | 0 | 92.55% | 92.55 | 93.00% | 510 |" in done.stdout
 
