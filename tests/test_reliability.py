@@ -242,3 +242,47 @@ def test_a_checkpoint_of_renamed_arrays_is_refused_not_deleted_as_damaged(tmp_pa
   step, _, _ = ckpts.restore(abstract_like(state("dense_0"), replicated), delete_damaged=True)
   assert step == 2
   ckpts.close()
+
+
+@pytest.mark.parametrize(
+  "error, why",
+  [
+    (PermissionError(13, "Permission denied", "/ckpt/2/state/d/0"), "permission denied"),
+    (MemoryError(), "out of memory"),
+    (ValueError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 8.0GiB"), "out of memory"),
+    (ValueError("UNAVAILABLE: Error reading gs://bucket/ckpt/2: 503 Service Unavailable"), "unavailable"),
+    (ValueError("DATA_LOSS: Error reading local file: unexpected end of file"), None),
+  ],
+)
+def test_a_restore_that_fails_for_want_of_permission_or_memory_keeps_the_checkpoint(
+  tmp_path, monkeypatch, error, why
+):
+  """Only damage is skipped (and deleted when training resumes); other read failures are errors that keep it."""
+  import numpy as np
+
+  from hffjax import sharding
+  from hffjax.errors import HFFError
+  from hffjax.io.checkpoint import Checkpoints, abstract_like
+
+  state = {"params": {"w": np.ones((3, 3), np.float32)}, "batch_stats": {}, "step": np.asarray(1, np.int32)}
+  ckpts = Checkpoints(str(tmp_path))
+  for step in (1, 2):
+    ckpts.save(step, state)
+  ckpts.wait()
+  restore = ckpts._manager.restore
+
+  def failing(step, *args, **kwargs):
+    if step == 2:
+      raise error
+    return restore(step, *args, **kwargs)
+
+  monkeypatch.setattr(ckpts._manager, "restore", failing)
+  abstract = abstract_like(state, sharding.replicated(sharding.make_mesh()))
+  if why is None:  # damage: the older checkpoint is restored and the damaged one removed
+    assert ckpts.restore(abstract, delete_damaged=True)[0] == 1
+    assert ckpts.all_steps() == [1]
+  else:
+    with pytest.raises(HFFError, match=f"reading checkpoint 2 .* failed .*{why}.*the checkpoint is kept"):
+      ckpts.restore(abstract, delete_damaged=True)
+    assert ckpts.all_steps() == [1, 2]
+  ckpts.close()

@@ -227,7 +227,9 @@ class Checkpoints:
 
     A damaged checkpoint (unreadable, truncated, or failing its fingerprint)
     is skipped with a one-line warning and, with ``delete_damaged``, removed so
-    that training can write that step again.
+    that training can write that step again. A read that failed for want of
+    permission, memory, or a storage service's capacity says nothing about the
+    checkpoint: it is an error, and nothing is skipped or removed.
 
     Returns:
       ``(step, state, meta)``.
@@ -247,6 +249,12 @@ class Checkpoints:
         raise
       except Exception as e:  # Orbax and TensorStore raise many types for damaged files.
         reason = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}" if str(e) else type(e).__name__
+        refused = _not_damage(e)
+        if refused:  # the checkpoint may well be intact: neither skipped nor deleted
+          raise HFFError(
+            f"reading checkpoint {s} in {self.directory} failed ({reason}); {refused}; "
+            "the checkpoint is kept: fix that and run the same command again"
+          ) from None
         later = f"falling back to checkpoint {steps[i + 1]}" if i + 1 < len(steps) else "no older one is left"
         warn(f"checkpoint {s} in {self.directory} is damaged ({reason}); {later}")
         if delete_damaged:
@@ -274,6 +282,30 @@ _MESSAGE_ERRNOS = (
   ("Permission denied", errno.EACCES),
   ("Disk quota exceeded", errno.EDQUOT),
 )
+
+
+# Status codes (TensorStore, XLA, cloud storage) of a failure of the machine or the storage service.
+_NOT_DAMAGE_STATUSES = {
+  "PERMISSION_DENIED": "permission denied",
+  "UNAUTHENTICATED": "not signed in to the storage service",
+  "RESOURCE_EXHAUSTED": "out of memory, or over a storage quota or request rate",
+  "UNAVAILABLE": "the storage service is unavailable",
+  "DEADLINE_EXCEEDED": "the storage service timed out",
+}
+
+
+def _not_damage(e: BaseException) -> str | None:
+  """Why a failed restore is not the checkpoint's fault (None when the checkpoint may be damaged)."""
+  if isinstance(e, MemoryError):
+    return "out of memory"
+  text = str(e)
+  for status, why in _NOT_DAMAGE_STATUSES.items():
+    if f"{status}:" in text:
+      return why
+  cause = _os_error_of(e)
+  if cause is not None and cause.errno in (errno.EACCES, errno.EPERM, errno.ENOMEM):
+    return os.strerror(cause.errno).lower()
+  return None
 
 
 def _os_error_of(e: BaseException) -> OSError | None:
