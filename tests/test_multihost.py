@@ -36,12 +36,12 @@ def _env(devices: int) -> dict:
   return {**os.environ, "JAX_NUM_CPU_DEVICES": str(devices), "XLA_FLAGS": ""}
 
 
-def _job(workdir, *extra, port=None) -> list[subprocess.Popen]:
+def _job(workdir, *extra, port=None, launcher=("-m", "hffjax")) -> list[subprocess.Popen]:
   """Starts process 0 and process 1 of one job."""
   port = port or _free_port()
   procs = []
   for pid in (0, 1):
-    argv = [sys.executable, "-m", "hffjax", "train", "--config", TINY, "--workdir", str(workdir), *extra]
+    argv = [sys.executable, *launcher, "train", "--config", TINY, "--workdir", str(workdir), *extra]
     argv += ["--coordinator_address", f"127.0.0.1:{port}", "--num_processes", "2", "--process_id", str(pid)]
     procs.append(
       subprocess.Popen(argv, cwd=ROOT, env=_env(2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -164,6 +164,39 @@ def test_killed_or_preempted_job_resumes_bit_identical(tmp_path):
     assert all(rc == 0 for rc, _, _ in results), results[0][2][-3000:]
     assert _fingerprint(tmp_path / name) == want
     assert strip(writers.read(str(tmp_path / name / "metrics.jsonl"))) == strip(ref)
+
+
+# The CLI, with process 1 alone finding checkpoint 16 damaged once it has read it (say, a bad copy
+# in its host's cache): its contents fail their fingerprint on that process only.
+_NEWEST_DAMAGED_ON_PROCESS_1 = """
+import jax
+from hffjax.io import checkpoint
+read = checkpoint.Checkpoints._restore_step
+def restore_step(self, step, abstract_state):
+  restored = read(self, step, abstract_state)
+  if jax.process_index() == 1 and step == 16:
+    raise ValueError("its contents do not match the fingerprint saved with it (process 1 only)")
+  return restored
+checkpoint.Checkpoints._restore_step = restore_step
+from hffjax.main import main
+main()
+"""
+
+
+def test_a_checkpoint_one_process_cannot_read_is_passed_over_by_every_process(tmp_path):
+  first = _finish(_job(tmp_path / "w"))
+  assert all(rc == 0 for rc, _, _ in first), first[0][2][-3000:]
+  want = _fingerprint(tmp_path / "w")
+
+  # The processes agree: all fall back to step 8 (each alone would train from another step and hang).
+  (rc0, _, err0), (rc1, _, err1) = _finish(
+    _job(tmp_path / "w", launcher=("-c", _NEWEST_DAMAGED_ON_PROCESS_1))
+  )
+  assert rc0 == 0 and rc1 == 0, (err0 + err1)[-3000:]
+  assert "is damaged (process(es) 1 could not read it); falling back to checkpoint 8" in err0
+  assert "is damaged (ValueError: its contents do not match the fingerprint saved with it (process 1" in err1
+  assert [r["step"] for r in writers.read(str(tmp_path / "w" / "metrics.jsonl"))] == [8, 16]
+  assert _fingerprint(tmp_path / "w") == want  # the epoch trained again ends where it ended before
 
 
 def test_process_id_out_of_range_is_one_line(tmp_path):

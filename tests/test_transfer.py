@@ -146,6 +146,28 @@ def test_a_damaged_newest_source_checkpoint_falls_back_to_an_older_one(tiny_conf
       train.setup(c, dataset=FOUR).pretrained_state()
 
 
+def test_a_source_read_that_fails_for_want_of_permission_is_an_error_not_a_fallback(
+  tiny_config, tmp_path, capsys, monkeypatch
+):
+  import orbax.checkpoint as ocp
+
+  c = tiny_config
+  train.fit(c, str(tmp_path / "src"), dataset=FOUR, progress=False)
+  read = ocp.CheckpointManager.restore
+
+  def denied(self, step, *args, **kwargs):
+    if step == 16:
+      raise ValueError("PERMISSION_DENIED: Error reading /src/checkpoints/16/state/d/0")
+    return read(self, step, *args, **kwargs)
+
+  monkeypatch.setattr(ocp.CheckpointManager, "restore", denied)
+  capsys.readouterr()
+  c.init_from = str(tmp_path / "src")
+  with pytest.raises(HFFError, match=r"reading checkpoint 16 failed .*permission denied; fix that"):
+    train.setup(c, dataset=FOUR).pretrained_state()
+  assert "falling back" not in capsys.readouterr().err
+
+
 def _save(path, prototypes, bias):
   tree = {
     "blocks": {"0": {"kernel": np.zeros((4, 8), np.float32)}},

@@ -242,23 +242,32 @@ class Checkpoints:
     if not steps:
       raise HFFError(f"no checkpoint in {self.directory}; train first with `hffjax train`")
     for i, s in enumerate(steps):
+      # Every process reads the step; they agree on the outcome (collectives, in the same order on each).
+      error, damage = None, None
       try:
         state, meta = self._restore_step(s, abstract_state)
-        return s, state, meta
-      except HFFError:
-        raise
+      except HFFError as e:
+        error = e
       except Exception as e:  # Orbax and TensorStore raise many types for damaged files.
         reason = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}" if str(e) else type(e).__name__
-        refused = _not_damage(e)
+        refused = not_damage(e)
         if refused:  # the checkpoint may well be intact: neither skipped nor deleted
-          raise HFFError(
+          error = HFFError(
             f"reading checkpoint {s} in {self.directory} failed ({reason}); {refused}; "
             "the checkpoint is kept: fix that and run the same command again"
-          ) from None
-        later = f"falling back to checkpoint {steps[i + 1]}" if i + 1 < len(steps) else "no older one is left"
-        warn(f"checkpoint {s} in {self.directory} is damaged ({reason}); {later}")
-        if delete_damaged:
-          self._manager.delete(s)
+          )
+        else:
+          damage = reason
+      sharding.raise_if_any(error, f"reading checkpoint {s} in {self.directory}")
+      damaged_on = sharding.processes_where(damage is not None)
+      if not damaged_on:
+        return s, state, meta
+      later = f"falling back to checkpoint {steps[i + 1]}" if i + 1 < len(steps) else "no older one is left"
+      if damage or sharding.is_primary():  # each process that saw the damage says what it saw
+        damage = damage or f"process(es) {', '.join(map(str, damaged_on))} could not read it"
+        warn(f"checkpoint {s} in {self.directory} is damaged ({damage}); {later}")
+      if delete_damaged:
+        self._manager.delete(s)
     raise HFFError(
       f"no intact checkpoint in {self.directory}; delete that folder (or train with --overwrite) to start over"
     )
@@ -294,7 +303,7 @@ _NOT_DAMAGE_STATUSES = {
 }
 
 
-def _not_damage(e: BaseException) -> str | None:
+def not_damage(e: BaseException) -> str | None:
   """Why a failed restore is not the checkpoint's fault (None when the checkpoint may be damaged)."""
   if isinstance(e, MemoryError):
     return "out of memory"

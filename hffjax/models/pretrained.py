@@ -21,7 +21,7 @@ import orbax.checkpoint as ocp
 from hffjax import sharding
 from hffjax.errors import HFFError
 from hffjax.io import storage
-from hffjax.io.checkpoint import fingerprint, path_keys, warn, weights_fingerprint
+from hffjax.io.checkpoint import fingerprint, not_damage, path_keys, warn, weights_fingerprint
 
 HEAD_KEYS = ("heads", "head", "readout")  # prototype heads (HFF), linear heads (backprop; FF's read-out)
 
@@ -169,6 +169,12 @@ def _newest_readable(directory: str, path: str) -> tuple[int, dict]:
         return step, tree
       except Exception as e:  # Orbax and TensorStore raise many types for damaged files.
         reason = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}" if str(e) else type(e).__name__
+        refused = not_damage(e)
+        if refused:  # the source may well be intact: not passed over for an older checkpoint
+          raise HFFError(
+            f"init_from {path}: reading checkpoint {step} failed ({reason}); {refused}; "
+            "fix that and run the same command again"
+          ) from None
         later = f"falling back to checkpoint {steps[i + 1]}" if i + 1 < len(steps) else "no older one is left"
         if sharding.is_primary():
           warn(f"init_from {path}: checkpoint {step} is damaged ({reason}); {later}")
