@@ -229,6 +229,22 @@ def test_tfds_bad_input_is_one_line(tmp_path, capsys):
   assert "does not parse" in capsys.readouterr().err
 
 
+def test_an_unlabelled_tfds_split_is_refused_before_training(tmp_path, capsys):
+  build_variable_size_dataset(str(tmp_path), num_train=40, num_test=10, unlabelled_test=True)
+  capsys.readouterr()  # the builder's progress output
+  argv = ["train", "--config", TINY, "--workdir", str(tmp_path / "w"), f"--config.data_dir={tmp_path}"]
+  assert run([*argv, "--config.dataset=var_shapes", "--config.image_size=8"]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "record 0 of a streamed split has label -1, outside [0, 3)" in err[0]
+  assert not (tmp_path / "w").exists()
+  # A label out of range further into a split is refused as its record is read, not taken for a class.
+  ds = data.sources.load_tfds_dataset("var_shapes", str(tmp_path), test_split="train")
+  ds.train.source = [*(ds.train.source[i] for i in range(3)), {**ds.train.source[3], "label": 3}]
+  assert [ds.train.record(i)[1] for i in range(3)] == [int(r["label"]) for r in ds.train.source[:3]]
+  with pytest.raises(HFFError, match="record 3 of a streamed split has label 3, outside"):
+    ds.train.record(3)
+
+
 def test_dataset_prepared_as_tfrecord_is_refused_with_the_command_to_prepare_it(tmp_path, capsys):
   # Writing real tfrecord files needs TensorFlow; a tfrecord-prepared folder differs from an
   # ArrayRecord one by its file names and the fileFormat in dataset_info.json, which is what TFDS reads.

@@ -17,6 +17,7 @@ def build_variable_size_dataset(
   max_side=60,
   file_format="array_record",
   test_name="test",
+  unlabelled_test=False,
 ):
   import tensorflow_datasets as tfds
 
@@ -42,10 +43,11 @@ def build_variable_size_dataset(
       for i in range(n):
         h, w = rng.integers(max_side // 3, max_side, size=2)
         label = i % 3
+        unlabelled = unlabelled_test and seed == 1  # as TFDS stores a split without labels
         # Class-dependent colour so that a few steps can learn something.
         image = rng.integers(0, 80, size=(h, w, 3), dtype=np.uint8)
         image[..., label] += 150
-        yield i, {"image": image, "label": label}
+        yield i, {"image": image, "label": -1 if unlabelled else label}
 
   VariableSizeImages.name = name  # what tfds.data_source(name, data_dir=...) finds on disk
   builder = VariableSizeImages(data_dir=data_dir, file_format=file_format)

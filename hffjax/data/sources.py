@@ -91,12 +91,15 @@ class RecordSource:
     indices: np.ndarray | None = None,
     relabel=None,
     channels: int = 3,
+    *,
+    num_classes: int | None = None,
   ):
     self.source = source
     self._image_shape = image_shape
     self.channels = image_shape[-1] if image_shape else channels
     self.indices = indices  # a view over some records of ``source`` (a split slice or class subset)
     self.relabel = relabel  # a lookup array: stored label -> label the model sees
+    self.num_classes = num_classes  # stored labels lie in [0, num_classes) (checked as records are read)
 
   def __len__(self) -> int:
     return len(self.source) if self.indices is None else len(self.indices)
@@ -106,9 +109,10 @@ class RecordSource:
     return self._image_shape
 
   def record(self, i: int) -> tuple[np.ndarray, int]:
-    r = self.source[int(i) if self.indices is None else int(self.indices[i])]
+    position = int(i) if self.indices is None else int(self.indices[i])
+    r = self.source[position]
     image = np.asarray(r["image"], np.uint8)
-    label = int(r["label"])
+    label = self._checked(position, r["label"])
     return (image[..., None] if image.ndim == 2 else image), (
       label if self.relabel is None else int(self.relabel[label])
     )
@@ -125,11 +129,23 @@ class RecordSource:
     """Every record's label as stored, ``[N]``: one pass that reads (and decodes) each record once."""
     positions = range(len(self)) if self.indices is None else self.indices
     bar = tqdm(positions, desc="reading labels", unit="record", disable=None, leave=False)
-    return np.asarray([int(self.source[int(i)]["label"]) for i in bar], np.int32)
+    return np.asarray([self._checked(int(i), self.source[int(i)]["label"]) for i in bar], np.int32)
+
+  def _checked(self, position: int, label) -> int:
+    """A stored label, refused outside ``[0, num_classes)`` (TFDS stores -1 for an unlabelled record)."""
+    label = int(label)
+    if self.num_classes is not None and not 0 <= label < self.num_classes:
+      raise HFFError(
+        f"record {position} of a streamed split has label {label}, outside [0, {self.num_classes}) "
+        "(TFDS marks unlabelled records -1); train and evaluate on labelled splits"
+      )
+    return label
 
   def subset(self, indices: np.ndarray) -> RecordSource:
     base = indices if self.indices is None else self.indices[indices]
-    return RecordSource(self.source, self._image_shape, base, self.relabel, self.channels)
+    return RecordSource(
+      self.source, self._image_shape, base, self.relabel, self.channels, num_classes=self.num_classes
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -367,8 +383,8 @@ def load_tfds_dataset(name: str, data_dir: str | None, *, test_split: str | None
   names = tuple(label.names) if getattr(label, "names", None) else None
   return Dataset(
     name=name,
-    train=RecordSource(train, fixed, channels=channels),
-    test=RecordSource(test, fixed, channels=channels),
+    train=RecordSource(train, fixed, channels=channels, num_classes=int(label.num_classes)),
+    test=RecordSource(test, fixed, channels=channels, num_classes=int(label.num_classes)),
     num_classes=int(label.num_classes),
     class_names=names,
     test_split=parse_split(test_split)[0],
@@ -460,7 +476,12 @@ def _carve_validation(ds: Dataset, spec: str, data_dir: str) -> Dataset:
   return dataclasses.replace(
     ds,
     validation=RecordSource(
-      source, ds.train.image_shape, np.arange(start, stop), ds.train.relabel, ds.train.channels
+      source,
+      ds.train.image_shape,
+      np.arange(start, stop),
+      ds.train.relabel,
+      ds.train.channels,
+      num_classes=ds.train.num_classes,
     ),
   )
 
@@ -481,7 +502,9 @@ def _keep_classes(ds: Dataset, classes: tuple[int, ...]) -> Dataset:
     if isinstance(source, RecordSource):
       idx = np.flatnonzero(lookup[source.stored_labels()] >= 0)
       base = idx if source.indices is None else source.indices[idx]
-      return RecordSource(source.source, source.image_shape, base, lookup, source.channels)
+      return RecordSource(
+        source.source, source.image_shape, base, lookup, source.channels, num_classes=source.num_classes
+      )
     idx = np.flatnonzero(lookup[source.labels] >= 0)
     return ArraySource(source.images[idx], lookup[source.labels[idx]])
 
@@ -550,7 +573,8 @@ def validate(ds: Dataset) -> None:
     if len(source) == 0:
       raise HFFError(f"{ds.name} has an empty {split} split; fix the data")
     if not isinstance(source, ArraySource):
-      continue  # streamed (TFDS): not read whole here; its labels come from the dataset's own ClassLabel
+      source.record(0)  # streamed (TFDS): one record now (an unlabelled split is refused before training)
+      continue  # and each record's label as it is read
     labels = source.labels
     if labels.min() < 0 or labels.max() >= ds.num_classes:
       bad = labels[(labels < 0) | (labels >= ds.num_classes)][0]
