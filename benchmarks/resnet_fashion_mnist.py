@@ -13,9 +13,9 @@ validation accuracy and seconds per epoch, and HFF's last learner minus backprop
 ``"complete": false``; ``--report-only`` writes it without training (safe beside a training driver).
 A run whose workdir is not in ``--root`` but which the existing report already holds keeps its
 figures (marked ``"from_earlier_report": true``) and is not trained again: the runs may be trained
-on different days, in different folders. Each run names the machine that trained it (``machine``;
-the report's own ``machine`` is the one that wrote it), since seconds per epoch compare only runs
-of one machine.
+on different days, in different folders. Each run names the machine that finished it (``machine``,
+kept from the report that first held the run; the report's own ``machine`` is the one that wrote
+it), since seconds per epoch compare only runs of one machine.
 """
 
 from __future__ import annotations
@@ -107,7 +107,9 @@ def main() -> None:
     if not done:
       unfinished.append(name)
       continue
-    run = {"config": config, "seed": seed, **summarise(workdir), "machine": bench.machine_info()}
+    # The machine that finished the run: the one an earlier report named, else this one.
+    machine = earlier.get(name, {}).get("machine") or bench.machine_info()
+    run = {"config": config, "seed": seed, **summarise(workdir), "machine": machine}
     report["runs"][name] = run
     print(f"{name}: test {percent(report['runs'][name]['test_accuracy'])}", file=sys.stderr)
   if report["runs"] or not unfinished:

@@ -166,18 +166,26 @@ def test_killed_or_preempted_job_resumes_bit_identical(tmp_path):
     assert strip(writers.read(str(tmp_path / name / "metrics.jsonl"))) == strip(ref)
 
 
-# The CLI, with process 1 alone finding checkpoint 16 damaged once it has read it (say, a bad copy
-# in its host's cache): its contents fail their fingerprint on that process only.
+# The CLI, with process 1 alone failing to read checkpoint 16 (say, a bad copy in its host's cache):
+# its read raises before it has read anything, while process 0 reads the step whole.
 _NEWEST_DAMAGED_ON_PROCESS_1 = """
 import jax
-from hffjax.io import checkpoint
-read = checkpoint.Checkpoints._restore_step
-def restore_step(self, step, abstract_state):
-  restored = read(self, step, abstract_state)
+import orbax.checkpoint as ocp
+read = ocp.CheckpointManager.restore
+def restore(self, step, *args, **kwargs):
   if jax.process_index() == 1 and step == 16:
-    raise ValueError("its contents do not match the fingerprint saved with it (process 1 only)")
-  return restored
-checkpoint.Checkpoints._restore_step = restore_step
+    raise ValueError("DATA_LOSS: unexpected end of file (process 1 only)")
+  return read(self, step, *args, **kwargs)
+ocp.CheckpointManager.restore = restore
+from hffjax.main import main
+main()
+"""
+# The CLI, with process 1 alone not seeing checkpoint 16 (its host does not share the folder's latest state).
+_NEWEST_MISSING_ON_PROCESS_1 = """
+import jax
+from hffjax.io import checkpoint
+steps = checkpoint.Checkpoints.all_steps
+checkpoint.Checkpoints.all_steps = lambda self: [s for s in steps(self) if jax.process_index() == 0 or s != 16]
 from hffjax.main import main
 main()
 """
@@ -194,9 +202,15 @@ def test_a_checkpoint_one_process_cannot_read_is_passed_over_by_every_process(tm
   )
   assert rc0 == 0 and rc1 == 0, (err0 + err1)[-3000:]
   assert "is damaged (process(es) 1 could not read it); falling back to checkpoint 8" in err0
-  assert "is damaged (ValueError: its contents do not match the fingerprint saved with it (process 1" in err1
+  assert "is damaged (ValueError: DATA_LOSS: unexpected end of file (process 1 only))" in err1
   assert [r["step"] for r in writers.read(str(tmp_path / "w" / "metrics.jsonl"))] == [8, 16]
   assert _fingerprint(tmp_path / "w") == want  # the epoch trained again ends where it ended before
+
+  # Processes that list other checkpoints stop together, before any of them restores one.
+  results = _finish(_job(tmp_path / "w", launcher=("-c", _NEWEST_MISSING_ON_PROCESS_1)))
+  assert [rc for rc, _, _ in results] == [2, 2], results[0][2][-3000:]
+  assert "process(es) 1 see other checkpoints in" in results[0][2].strip().splitlines()[-1]
+  assert sorted(int(p) for p in os.listdir(tmp_path / "w" / "checkpoints")) == [8, 16]
 
 
 def test_process_id_out_of_range_is_one_line(tmp_path):

@@ -235,7 +235,7 @@ def test_an_unlabelled_tfds_split_is_refused_before_training(tmp_path, capsys):
   argv = ["train", "--config", TINY, "--workdir", str(tmp_path / "w"), f"--config.data_dir={tmp_path}"]
   assert run([*argv, "--config.dataset=var_shapes", "--config.image_size=8"]) == 2
   err = capsys.readouterr().err.strip().splitlines()
-  assert len(err) == 1 and "record 0 of a streamed split has label -1, outside [0, 3)" in err[0]
+  assert len(err) == 1 and "record 0 of TFDS var_shapes test has label -1, outside [0, 3)" in err[0]
   assert not (tmp_path / "w").exists()
   # A label out of range further into a split is refused as its record is read, not taken for a class.
   ds = data.sources.load_tfds_dataset("var_shapes", str(tmp_path), test_split="train")

@@ -251,6 +251,7 @@ def test_a_checkpoint_of_renamed_arrays_is_refused_not_deleted_as_damaged(tmp_pa
     (MemoryError(), "out of memory"),
     (ValueError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 8.0GiB"), "out of memory"),
     (ValueError("UNAVAILABLE: Error reading gs://bucket/ckpt/2: 503 Service Unavailable"), "unavailable"),
+    (ValueError("ABORTED: Error reading local file: [OS error 116: Stale file handle]"), "stale file handle"),
     (ValueError("DATA_LOSS: Error reading local file: unexpected end of file"), None),
   ],
 )
@@ -259,6 +260,7 @@ def test_a_restore_that_fails_for_want_of_permission_or_memory_keeps_the_checkpo
 ):
   """Only damage is skipped (and deleted when training resumes); other read failures are errors that keep it."""
   import numpy as np
+  import orbax.checkpoint as ocp
 
   from hffjax import sharding
   from hffjax.errors import HFFError
@@ -269,14 +271,14 @@ def test_a_restore_that_fails_for_want_of_permission_or_memory_keeps_the_checkpo
   for step in (1, 2):
     ckpts.save(step, state)
   ckpts.wait()
-  restore = ckpts._manager.restore
+  restore = ocp.CheckpointManager.restore
 
-  def failing(step, *args, **kwargs):
+  def failing(self, step, *args, **kwargs):
     if step == 2:
       raise error
-    return restore(step, *args, **kwargs)
+    return restore(self, step, *args, **kwargs)
 
-  monkeypatch.setattr(ckpts._manager, "restore", failing)
+  monkeypatch.setattr(ocp.CheckpointManager, "restore", failing)
   abstract = abstract_like(state, sharding.replicated(sharding.make_mesh()))
   if why is None:  # damage: the older checkpoint is restored and the damaged one removed
     assert ckpts.restore(abstract, delete_damaged=True)[0] == 1

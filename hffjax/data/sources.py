@@ -135,8 +135,10 @@ class RecordSource:
     """A stored label, refused outside ``[0, num_classes)`` (TFDS stores -1 for an unlabelled record)."""
     label = int(label)
     if self.num_classes is not None and not 0 <= label < self.num_classes:
+      info, split = getattr(self.source, "dataset_info", None), getattr(self.source, "split", None)
+      where = f"TFDS {info.name} {split}" if info is not None and split else "a streamed split"
       raise HFFError(
-        f"record {position} of a streamed split has label {label}, outside [0, {self.num_classes}) "
+        f"record {position} of {where} has label {label}, outside [0, {self.num_classes}) "
         "(TFDS marks unlabelled records -1); train and evaluate on labelled splits"
       )
     return label

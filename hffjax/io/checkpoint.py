@@ -14,8 +14,10 @@ import contextlib
 import errno
 import hashlib
 import os
+import re
 import shutil
 import sys
+import zlib
 
 import jax
 import numpy as np
@@ -133,6 +135,23 @@ class Checkpoints:
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
 
+  def agreed_steps(self) -> list[int]:
+    """:meth:`all_steps`, the same on every process (a collective: every process must call it).
+
+    Raises:
+      HFFError: the processes see different checkpoints (their hosts do not share the folder).
+    """
+    steps = self.all_steps()
+    digest = zlib.crc32(repr(steps).encode()) & 0x7FFFFFFF
+    first = int(sharding.broadcast(np.asarray(digest, np.int32)))
+    differ = sharding.processes_where(digest != first)
+    if differ:
+      raise HFFError(
+        f"process(es) {', '.join(map(str, differ))} see other checkpoints in {self.directory} than "
+        f"process 0; check that every host sees the same files (this one sees steps {steps})"
+      )
+    return steps
+
   def check_space(self, step: int | None, state) -> None:
     check_space(self.directory, state, step)
 
@@ -176,14 +195,14 @@ class Checkpoints:
         int(step), args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
       )
 
-  def _check_structure(self, step: int, abstract_state) -> None:
+  def _check_structure(self, reader: ocp.CheckpointManager, step: int, abstract_state) -> None:
     """Raises HFFError when a readable checkpoint holds another model's arrays (by name, shape and dtype).
 
     Checked before the restore, so that a checkpoint of another model (or of a
     builder whose modules were renamed) is refused rather than taken for damaged.
     """
     try:
-      saved = self._manager.item_metadata(step)["state"]
+      saved = reader.item_metadata(step)["state"]
       saved = _arrays_by_name(getattr(saved, "tree", saved))
     except Exception:
       return  # Unreadable metadata: the restore that follows reports the damage.
@@ -205,22 +224,24 @@ class Checkpoints:
       "use the config (and model builder) it was trained with"
     )
 
-  def _restore_step(self, step: int, abstract_state):
-    self._check_structure(step, abstract_state)
-    restored = self._manager.restore(
-      step,
-      args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()),
+  def _restore_step(self, reader: ocp.CheckpointManager, step: int, abstract_state):
+    """The state (placed as ``abstract_state`` says) and meta of ``step``, read by this process alone."""
+    self._check_structure(reader, step, abstract_state)
+    target = jax.tree.map(lambda a: np.empty(a.shape, a.dtype), abstract_state)
+    restored = reader.restore(
+      step, args=ocp.args.Composite(state=host_restore_args(target), meta=ocp.args.JsonRestore())
     )
-    state, meta = restored["state"], dict(restored["meta"])
+    host, meta = restored["state"], dict(restored["meta"])
     version = int(meta.get("format_version", 1))
     if version > FORMAT_VERSION:
       raise HFFError(
         f"checkpoint {step} in {self.directory} was written by a newer hffjax (checkpoint format "
         f"{version}; this one reads up to {FORMAT_VERSION}); upgrade hffjax"
       )
-    if meta.get("fingerprint") != fingerprint(state):
+    if meta.get("fingerprint") != fingerprint(host):
       raise ValueError("its contents do not match the fingerprint saved with it")
-    return state, meta
+    place = lambda x, a: jax.make_array_from_callback(a.shape, a.sharding, lambda index: x[index])  # noqa: E731
+    return jax.tree.map(place, host, abstract_state), meta
 
   def restore(self, abstract_state, step: int | None = None, *, delete_damaged: bool = False):
     """Restores ``step``, or the newest checkpoint that is intact, into ``abstract_state``'s structure.
@@ -238,36 +259,44 @@ class Checkpoints:
       HFFError: there is no checkpoint, none is intact, or the state does not
         match ``abstract_state`` (another model or config).
     """
-    steps = [step] if step is not None else self.all_steps()[::-1]
+    steps = [step] if step is not None else self.agreed_steps()[::-1]
     if not steps:
       raise HFFError(f"no checkpoint in {self.directory}; train first with `hffjax train`")
-    for i, s in enumerate(steps):
-      # Every process reads the step; they agree on the outcome (collectives, in the same order on each).
-      error, damage = None, None
-      try:
-        state, meta = self._restore_step(s, abstract_state)
-      except HFFError as e:
-        error = e
-      except Exception as e:  # Orbax and TensorStore raise many types for damaged files.
-        reason = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}" if str(e) else type(e).__name__
-        refused = not_damage(e)
-        if refused:  # the checkpoint may well be intact: neither skipped nor deleted
-          error = HFFError(
-            f"reading checkpoint {s} in {self.directory} failed ({reason}); {refused}; "
-            "the checkpoint is kept: fix that and run the same command again"
-          )
-        else:
-          damage = reason
-      sharding.raise_if_any(error, f"reading checkpoint {s} in {self.directory}")
-      damaged_on = sharding.processes_where(damage is not None)
-      if not damaged_on:
-        return s, state, meta
-      later = f"falling back to checkpoint {steps[i + 1]}" if i + 1 < len(steps) else "no older one is left"
-      if damage or sharding.is_primary():  # each process that saw the damage says what it saw
-        damage = damage or f"process(es) {', '.join(map(str, damaged_on))} could not read it"
-        warn(f"checkpoint {s} in {self.directory} is damaged ({damage}); {later}")
-      if delete_damaged:
-        self._manager.delete(s)
+    # Each process reads on its own (no collective inside Orbax, so a process whose read fails cannot
+    # leave the others waiting in one); then they agree on the outcome, in the same order on each.
+    alone = this_process_only()
+    handlers = {
+      "state": ocp.PyTreeCheckpointHandler(multiprocessing_options=alone),
+      "meta": ocp.JsonCheckpointHandler(multiprocessing_options=alone),
+    }
+    options = ocp.CheckpointManagerOptions(read_only=True, create=False, multiprocessing_options=alone)
+    with ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers) as reader:
+      for i, s in enumerate(steps):
+        error, damage = None, None
+        try:
+          state, meta = self._restore_step(reader, s, abstract_state)
+        except HFFError as e:
+          error = e
+        except Exception as e:  # Orbax and TensorStore raise many types for damaged files.
+          reason = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}" if str(e) else type(e).__name__
+          refused = not_damage(e)
+          if refused:  # the checkpoint may well be intact: neither skipped nor deleted
+            error = HFFError(
+              f"reading checkpoint {s} in {self.directory} failed ({reason}); {refused}; "
+              "the checkpoint is kept: fix that and run the same command again"
+            )
+          else:
+            damage = reason
+        sharding.raise_if_any(error, f"reading checkpoint {s} in {self.directory}")
+        damaged_on = sharding.processes_where(damage is not None)
+        if not damaged_on:
+          return s, state, meta
+        later = f"falling back to checkpoint {steps[i + 1]}" if i + 1 < len(steps) else "no older one is left"
+        if damage or sharding.is_primary():  # each process that saw the damage says what it saw
+          damage = damage or f"process(es) {', '.join(map(str, damaged_on))} could not read it"
+          warn(f"checkpoint {s} in {self.directory} is damaged ({damage}); {later}")
+        if delete_damaged:
+          self._manager.delete(s)
     raise HFFError(
       f"no intact checkpoint in {self.directory}; delete that folder (or train with --overwrite) to start over"
     )
@@ -293,6 +322,23 @@ _MESSAGE_ERRNOS = (
 )
 
 
+def this_process_only() -> ocp.options.MultiprocessingOptions:
+  """Orbax options for a read by this process alone: no barrier with the job's other processes."""
+  index = jax.process_index()
+  return ocp.options.MultiprocessingOptions(primary_host=index, active_processes={index})
+
+
+def host_restore_args(target) -> ocp.args.PyTreeRestore:
+  """Restore arguments reading ``target``'s arrays as host (numpy) arrays, leaving its placeholders unread."""
+  is_placeholder = lambda x: x is ocp.PLACEHOLDER  # noqa: E731
+  args = jax.tree.map(
+    lambda x: x if is_placeholder(x) else ocp.RestoreArgs(restore_type=np.ndarray),
+    target,
+    is_leaf=is_placeholder,
+  )
+  return ocp.args.PyTreeRestore(item=target, restore_args=args)
+
+
 # Status codes (TensorStore, XLA, cloud storage) of a failure of the machine or the storage service.
 _NOT_DAMAGE_STATUSES = {
   "PERMISSION_DENIED": "permission denied",
@@ -300,6 +346,22 @@ _NOT_DAMAGE_STATUSES = {
   "RESOURCE_EXHAUSTED": "out of memory, or over a storage quota or request rate",
   "UNAVAILABLE": "the storage service is unavailable",
   "DEADLINE_EXCEEDED": "the storage service timed out",
+}
+
+
+# OS errors of a read that say nothing about the file's bytes (a stale NFS handle, a flaky disk or
+# network, a full process table): the checkpoint is kept, not deleted.
+_NOT_DAMAGE_ERRNOS = {
+  errno.EACCES,
+  errno.EPERM,
+  errno.ENOMEM,
+  errno.EIO,
+  errno.ESTALE,
+  errno.ETIMEDOUT,
+  errno.EAGAIN,
+  errno.EINTR,
+  errno.EMFILE,
+  errno.ENFILE,
 }
 
 
@@ -312,8 +374,11 @@ def not_damage(e: BaseException) -> str | None:
     if f"{status}:" in text:
       return why
   cause = _os_error_of(e)
-  if cause is not None and cause.errno in (errno.EACCES, errno.EPERM, errno.ENOMEM):
-    return os.strerror(cause.errno).lower()
+  code = cause.errno if cause is not None else None
+  named = re.search(r"\[OS error (\d+)", text)  # how TensorStore names the OS error behind its status
+  code = int(named.group(1)) if named and code is None else code
+  if code in _NOT_DAMAGE_ERRNOS:
+    return os.strerror(code).lower()
   return None
 
 

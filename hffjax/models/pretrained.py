@@ -21,7 +21,15 @@ import orbax.checkpoint as ocp
 from hffjax import sharding
 from hffjax.errors import HFFError
 from hffjax.io import storage
-from hffjax.io.checkpoint import fingerprint, not_damage, path_keys, warn, weights_fingerprint
+from hffjax.io.checkpoint import (
+  fingerprint,
+  host_restore_args,
+  not_damage,
+  path_keys,
+  this_process_only,
+  warn,
+  weights_fingerprint,
+)
 
 HEAD_KEYS = ("heads", "head", "readout")  # prototype heads (HFF), linear heads (backprop; FF's read-out)
 
@@ -88,6 +96,11 @@ def _read(path: str) -> tuple[int, dict, str]:
     raise
   except Exception as e:  # Orbax and TensorStore raise many types for what is not a checkpoint.
     reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+    refused = not_damage(e)
+    if refused:
+      raise HFFError(
+        f"init_from {path}: reading it failed ({reason}); {refused}; fix that and run again"
+      ) from None
     raise HFFError(
       f"init_from {path} is not a readable checkpoint ({reason}); give a workdir or an Orbax folder"
     ) from None
@@ -101,11 +114,6 @@ def _weights_match(tree: dict, meta: dict) -> bool:
   """
   saved = meta.get("weights_fingerprint")
   return not saved or saved == weights_fingerprint(tree["params"], tree.get("batch_stats") or {})
-
-
-def _this_process_only() -> ocp.options.MultiprocessingOptions:
-  index = jax.process_index()
-  return ocp.options.MultiprocessingOptions(primary_host=index, active_processes={index})
 
 
 WEIGHTS = ("params", "batch_stats")  # what a transfer takes from a training state
@@ -129,31 +137,20 @@ def _host_target(metadata):
   return target
 
 
-def _restore(target) -> ocp.args.PyTreeRestore:
-  """Restore arguments reading ``target``'s arrays as numpy and leaving its placeholders unread."""
-  is_placeholder = lambda x: x is ocp.PLACEHOLDER  # noqa: E731
-  args = jax.tree.map(
-    lambda x: x if is_placeholder(x) else ocp.RestoreArgs(restore_type=np.ndarray),
-    target,
-    is_leaf=is_placeholder,
-  )
-  return ocp.args.PyTreeRestore(item=target, restore_args=args)
-
-
 def _restore_folder(path: str) -> dict:
-  alone = _this_process_only()
+  alone = this_process_only()
   handler = ocp.PyTreeCheckpointHandler(multiprocessing_options=alone)
   with ocp.Checkpointer(handler, multiprocessing_options=alone) as checkpointer:
-    return checkpointer.restore(path, args=_restore(_host_target(checkpointer.metadata(path))))
+    return checkpointer.restore(path, args=host_restore_args(_host_target(checkpointer.metadata(path))))
 
 
 def _newest_readable(directory: str, path: str) -> tuple[int, dict]:
   """``(step, tree)`` of the newest checkpoint that restores; an unreadable one is skipped with a warning."""
   handlers = {
-    "state": ocp.PyTreeCheckpointHandler(multiprocessing_options=_this_process_only()),
-    "meta": ocp.JsonCheckpointHandler(multiprocessing_options=_this_process_only()),
+    "state": ocp.PyTreeCheckpointHandler(multiprocessing_options=this_process_only()),
+    "meta": ocp.JsonCheckpointHandler(multiprocessing_options=this_process_only()),
   }
-  options = ocp.CheckpointManagerOptions(read_only=True, multiprocessing_options=_this_process_only())
+  options = ocp.CheckpointManagerOptions(read_only=True, multiprocessing_options=this_process_only())
   with ocp.CheckpointManager(directory, options=options, item_handlers=handlers) as manager:
     steps = sorted(manager.all_steps(), reverse=True)
     if not steps:
@@ -161,7 +158,7 @@ def _newest_readable(directory: str, path: str) -> tuple[int, dict]:
     for i, step in enumerate(steps):
       try:
         target = _host_target(manager.item_metadata(step)["state"])
-        args = ocp.args.Composite(state=_restore(target), meta=ocp.args.JsonRestore())
+        args = ocp.args.Composite(state=host_restore_args(target), meta=ocp.args.JsonRestore())
         restored = manager.restore(step, args=args)
         tree = restored["state"]
         if not _weights_match(tree, restored["meta"] or {}):

@@ -194,7 +194,7 @@ def _train_inputs(exp: Experiment, start: int, total: int, sizes: list[int]):
 
 
 def _restore(exp: Experiment, ckpts: ckpt_lib.Checkpoints) -> tuple[TrainState, int | None, dict]:
-  if not ckpts.all_steps():
+  if not ckpts.agreed_steps():  # (every process takes the same branch)
     return exp.initial_state, None, {}
   last_saved, tree, meta = ckpts.restore(exp.abstract_state(), delete_damaged=True)
   return to_state(tree), last_saved, meta
