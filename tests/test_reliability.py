@@ -251,7 +251,11 @@ def test_a_checkpoint_of_renamed_arrays_is_refused_not_deleted_as_damaged(tmp_pa
     (MemoryError(), "out of memory"),
     (ValueError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 8.0GiB"), "out of memory"),
     (ValueError("UNAVAILABLE: Error reading gs://bucket/ckpt/2: 503 Service Unavailable"), "unavailable"),
-    (ValueError("ABORTED: Error reading local file: [OS error 116: Stale file handle]"), "stale file handle"),
+    (
+      ValueError("ABORTED: Error reading \"/nfs/ckpt/2/state/d/0\": Stale file handle [os_error_code='116']"),
+      "stale",
+    ),
+    (ValueError('UNKNOWN: Error reading "/ckpt/2/state/d/0": Input/output error'), "input/output error"),
     (ValueError("DATA_LOSS: Error reading local file: unexpected end of file"), None),
   ],
 )

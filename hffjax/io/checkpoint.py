@@ -225,7 +225,7 @@ class Checkpoints:
     )
 
   def _restore_step(self, reader: ocp.CheckpointManager, step: int, abstract_state):
-    """The state (placed as ``abstract_state`` says) and meta of ``step``, read by this process alone."""
+    """The state (host arrays) and meta of ``step``, read by this process alone and checked."""
     self._check_structure(reader, step, abstract_state)
     target = jax.tree.map(lambda a: np.empty(a.shape, a.dtype), abstract_state)
     restored = reader.restore(
@@ -240,8 +240,7 @@ class Checkpoints:
       )
     if meta.get("fingerprint") != fingerprint(host):
       raise ValueError("its contents do not match the fingerprint saved with it")
-    place = lambda x, a: jax.make_array_from_callback(a.shape, a.sharding, lambda index: x[index])  # noqa: E731
-    return jax.tree.map(place, host, abstract_state), meta
+    return host, meta
 
   def restore(self, abstract_state, step: int | None = None, *, delete_damaged: bool = False):
     """Restores ``step``, or the newest checkpoint that is intact, into ``abstract_state``'s structure.
@@ -270,33 +269,42 @@ class Checkpoints:
       "meta": ocp.JsonCheckpointHandler(multiprocessing_options=alone),
     }
     options = ocp.CheckpointManagerOptions(read_only=True, create=False, multiprocessing_options=alone)
-    with ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers) as reader:
+    reader, error = None, None
+    try:
+      reader = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
+    except Exception as e:  # (the folder could not be listed: nothing to fall back to)
+      error = HFFError(
+        f"reading {self.directory} failed ({error_line(e)}); fix that and run the same command again"
+      )
+    sharding.raise_if_any(error, f"reading {self.directory}")
+    try:
       for i, s in enumerate(steps):
         error, damage = None, None
         try:
-          state, meta = self._restore_step(reader, s, abstract_state)
+          host, meta = self._restore_step(reader, s, abstract_state)
         except HFFError as e:
           error = e
         except Exception as e:  # Orbax and TensorStore raise many types for damaged files.
-          reason = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}" if str(e) else type(e).__name__
           refused = not_damage(e)
           if refused:  # the checkpoint may well be intact: neither skipped nor deleted
             error = HFFError(
-              f"reading checkpoint {s} in {self.directory} failed ({reason}); {refused}; "
+              f"reading checkpoint {s} in {self.directory} failed ({error_line(e)}); {refused}; "
               "the checkpoint is kept: fix that and run the same command again"
             )
           else:
-            damage = reason
+            damage = error_line(e)
         sharding.raise_if_any(error, f"reading checkpoint {s} in {self.directory}")
         damaged_on = sharding.processes_where(damage is not None)
         if not damaged_on:
-          return s, state, meta
+          return s, _place(host, abstract_state), meta
         later = f"falling back to checkpoint {steps[i + 1]}" if i + 1 < len(steps) else "no older one is left"
         if damage or sharding.is_primary():  # each process that saw the damage says what it saw
           damage = damage or f"process(es) {', '.join(map(str, damaged_on))} could not read it"
           warn(f"checkpoint {s} in {self.directory} is damaged ({damage}); {later}")
         if delete_damaged:
           self._manager.delete(s)
+    finally:
+      reader.close()
     raise HFFError(
       f"no intact checkpoint in {self.directory}; delete that folder (or train with --overwrite) to start over"
     )
@@ -320,6 +328,20 @@ _MESSAGE_ERRNOS = (
   ("Permission denied", errno.EACCES),
   ("Disk quota exceeded", errno.EDQUOT),
 )
+
+
+def error_line(e: BaseException) -> str:
+  """An exception as one short line: its type and the first line of its message."""
+  return f"{type(e).__name__}: {str(e).splitlines()[0][:160]}" if str(e) else type(e).__name__
+
+
+def _place(host, abstract_state):
+  """Host arrays as the arrays ``abstract_state`` describes (each process fills its own shards)."""
+
+  def one(x, a):
+    return jax.make_array_from_callback(a.shape, a.sharding, lambda index: np.asarray(x[index], a.dtype))
+
+  return jax.tree.map(one, host, abstract_state)
 
 
 def this_process_only() -> ocp.options.MultiprocessingOptions:
@@ -375,8 +397,13 @@ def not_damage(e: BaseException) -> str | None:
       return why
   cause = _os_error_of(e)
   code = cause.errno if cause is not None else None
-  named = re.search(r"\[OS error (\d+)", text)  # how TensorStore names the OS error behind its status
-  code = int(named.group(1)) if named and code is None else code
+  # How TensorStore names the OS error behind its status: "[os_error_code='116']" (newer) or
+  # "[OS error 116: ...]"; else the OS's own words for it.
+  named = re.search(r"os_error_code='?(\d+)|\[OS error (\d+)", text)
+  if code is None and named:
+    code = int(named.group(1) or named.group(2))
+  if code is None:
+    code = next((c for c in _NOT_DAMAGE_ERRNOS if os.strerror(c) in text), None)
   if code in _NOT_DAMAGE_ERRNOS:
     return os.strerror(code).lower()
   return None

@@ -22,6 +22,7 @@ from hffjax import sharding
 from hffjax.errors import HFFError
 from hffjax.io import storage
 from hffjax.io.checkpoint import (
+  error_line,
   fingerprint,
   host_restore_args,
   not_damage,
@@ -165,7 +166,7 @@ def _newest_readable(directory: str, path: str) -> tuple[int, dict]:
           raise ValueError("its parameters do not match the fingerprint saved with them")
         return step, tree
       except Exception as e:  # Orbax and TensorStore raise many types for damaged files.
-        reason = f"{type(e).__name__}: {str(e).splitlines()[0][:160]}" if str(e) else type(e).__name__
+        reason = error_line(e)
         refused = not_damage(e)
         if refused:  # the source may well be intact: not passed over for an older checkpoint
           raise HFFError(
