@@ -125,6 +125,25 @@ def test_damaged_latest_checkpoint_falls_back(tmp_path, capsys, damage):
   assert [r["step"] for r in records] == [8, 16, 24]
 
 
+def test_a_resume_compares_the_checkpoint_lists_once(tmp_path, capsys, monkeypatch):
+  from hffjax.io.checkpoint import Checkpoints
+
+  workdir = _trained(tmp_path, capsys)
+  calls = []
+  agreed_steps = Checkpoints.agreed_steps
+
+  def counted(self):
+    calls.append(1)
+    return agreed_steps(self)
+
+  monkeypatch.setattr(Checkpoints, "agreed_steps", counted)
+  assert run(["train", "--config", TINY, "--workdir", str(workdir), "--config.num_epochs=4"]) == 0
+  out = capsys.readouterr().out
+  assert "epoch 4/4" in out and "epoch 1/4" not in out  # (it resumed from checkpoint 24)
+  assert len(calls) == 1  # (each comparison is a collective round on every process)
+  assert [r["step"] for r in metrics_log.read(str(workdir / "metrics.jsonl"))] == [8, 16, 24, 32]
+
+
 def test_no_intact_checkpoint_is_a_clear_error(tmp_path, capsys):
   workdir = _trained(tmp_path, capsys)
   for step in os.listdir(workdir / "checkpoints"):

@@ -242,7 +242,14 @@ class Checkpoints:
       raise ValueError("its contents do not match the fingerprint saved with it")
     return host, meta
 
-  def restore(self, abstract_state, step: int | None = None, *, delete_damaged: bool = False):
+  def restore(
+    self,
+    abstract_state,
+    step: int | None = None,
+    *,
+    delete_damaged: bool = False,
+    agreed: list[int] | None = None,
+  ):
     """Restores ``step``, or the newest checkpoint that is intact, into ``abstract_state``'s structure.
 
     A damaged checkpoint (unreadable, truncated, or failing its fingerprint)
@@ -251,6 +258,9 @@ class Checkpoints:
     permission, memory, or a storage service's capacity says nothing about the
     checkpoint: it is an error, and nothing is skipped or removed.
 
+    ``agreed`` is the list :meth:`agreed_steps` returned, for a caller that
+    already holds it (so that the processes do not compare their lists twice).
+
     Returns:
       ``(step, state, meta)``.
 
@@ -258,7 +268,10 @@ class Checkpoints:
       HFFError: there is no checkpoint, none is intact, or the state does not
         match ``abstract_state`` (another model or config).
     """
-    steps = [step] if step is not None else self.agreed_steps()[::-1]
+    if step is not None:
+      steps = [step]
+    else:
+      steps = (self.agreed_steps() if agreed is None else agreed)[::-1]
     if not steps:
       raise HFFError(f"no checkpoint in {self.directory}; train first with `hffjax train`")
     # Each process reads on its own (no collective inside Orbax, so a process whose read fails cannot

@@ -194,9 +194,10 @@ def _train_inputs(exp: Experiment, start: int, total: int, sizes: list[int]):
 
 
 def _restore(exp: Experiment, ckpts: ckpt_lib.Checkpoints) -> tuple[TrainState, int | None, dict]:
-  if not ckpts.agreed_steps():  # (every process takes the same branch)
+  agreed = ckpts.agreed_steps()
+  if not agreed:  # (every process takes the same branch)
     return exp.initial_state, None, {}
-  last_saved, tree, meta = ckpts.restore(exp.abstract_state(), delete_damaged=True)
+  last_saved, tree, meta = ckpts.restore(exp.abstract_state(), delete_damaged=True, agreed=agreed)
   return to_state(tree), last_saved, meta
 
 
