@@ -315,6 +315,18 @@ def resnet_config(
   return c
 
 
+def _compiled_flops(compiled) -> float | None:
+  """Floating-point operations per device of one run of ``compiled``; ``None`` where the backend gives none."""
+  try:
+    cost = compiled.cost_analysis()
+  except Exception:  # Not every backend implements cost analysis.
+    return None
+  if isinstance(cost, (list, tuple)):  # Older JAX: one dict per device program.
+    cost = cost[0] if cost else None
+  flops = (cost or {}).get("flops")
+  return float(flops) if flops is not None and flops > 0 else None
+
+
 def _call_timing(exp, steps_per_call: int, calls: int, warmup: int = 2) -> dict:
   """Seconds per step when ``steps_per_call`` steps run per synchronised call, the step's FLOPs and temp memory."""
   ds, b, k = exp.dataset, exp.config.batch_size, steps_per_call
@@ -323,13 +335,12 @@ def _call_timing(exp, steps_per_call: int, calls: int, warmup: int = 2) -> dict:
     images, labels = np.stack([images] * k), np.stack([labels] * k)
   batch = sharding.to_global(exp.mesh, images, labels, batch_axis=int(exp.stacked))
   call = exp.train_fn(k).lower(exp.initial_state, *batch).compile()
-  # FLOPs of one step, from the program before optimisation (cost analysis counts a loop body once,
-  # so the K-step program would report one step's too, but say nothing of the loop).
+  # FLOPs of one step, from the compiled one-step program: a compiled program's count is per device,
+  # like the matmul peak it is divided by (the lowered program counts the global batch, and backends
+  # behind the PJRT C API, CUDA and TPU among them, report no cost for it at all).
   one_step = tuple(x[:1] for x in batch) if exp.stacked else batch
-  try:
-    flops = float(exp.train_fn(1).lower(exp.initial_state, *one_step).cost_analysis()["flops"])
-  except Exception:  # Not every backend reports FLOPs.
-    flops = None
+  single = call if k == 1 else exp.train_fn(1).lower(exp.initial_state, *one_step).compile()
+  flops = _compiled_flops(single)
   state, times = jax.tree.map(jnp.copy, exp.initial_state), []
   for i in range(warmup + calls):
     start = time.perf_counter()
@@ -700,6 +711,9 @@ def run_speed_bench(*, quick: bool = False, resnet: bool = True, **kwargs) -> di
   """The speed-only report (``hffjax bench --speed``): what an accelerator run measures."""
   info = machine_info()
   resnet_kwargs = resnet_defaults(quick, kwargs.get("batch_size"))
+  scaling_examples = kwargs.pop("scaling_examples", None)  # the ResNet inference table's; the speed
+  if scaling_examples:  # table times whole batches
+    resnet_kwargs["scaling_examples"] = scaling_examples
   if quick:
     kwargs = {
       "batch_size": 64,

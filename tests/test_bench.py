@@ -1,6 +1,10 @@
 import json
 
-from hffjax import bench
+import jax
+import pytest
+
+from hffjax import bench, sharding, train
+from hffjax import data as data_lib
 from hffjax.main import run
 
 TRAINING_FIELDS = {
@@ -89,6 +93,67 @@ def test_speed_rows_have_every_field():
     }
   )
   assert md.count("| float32 |") == 2
+
+
+def test_speed_flops_come_from_the_compiled_step(monkeypatch):
+  """A backend whose lowered programs report no cost (CUDA and TPU through the PJRT C API) still gets FLOPs."""
+  monkeypatch.setattr(jax.stages.Lowered, "cost_analysis", lambda self: None)
+  ds = data_lib.make_synthetic(num_train=4, num_test=4, image_shape=(8, 8, 3), num_classes=3, seed=0)
+  c = bench.resnet_config(8, method="hff", learner="stage", dtype="float32", batch_size=4, width=4, depth=10)
+  c.steps_per_call = 2
+  exp = train.setup(c, dataset=ds)
+  t = bench._call_timing(exp, 2, calls=1, warmup=0)
+  assert exp.stacked
+  batch = sharding.to_global(exp.mesh, ds.train_images[None, :4], ds.train_labels[None, :4], batch_axis=1)
+  one = exp.train_fn(1).lower(exp.initial_state, *batch).compile()
+  assert t["flops_per_step"] == one.cost_analysis()["flops"] > 0
+
+
+def test_speed_scaling_examples_reach_the_resnet_inference_table(tmp_path, monkeypatch):
+  """``bench --speed --scaling_examples N`` sizes the ResNet FF/HFF table; the speed table times batches."""
+  seen = {}
+
+  def recorder(name, result):
+    def record(**kwargs):
+      seen[name] = kwargs
+      return result
+
+    return record
+
+  monkeypatch.setattr(bench, "bench_speed", recorder("speed", []))
+  monkeypatch.setattr(bench, "bench_resnet", recorder("resnet", {}))
+  monkeypatch.setattr(bench, "to_markdown", lambda report: "")
+  args = ["bench", "--speed", "--quick", "--out", str(tmp_path / "s.json")]
+  assert run([*args, "--scaling_examples", "8"]) == 0
+  assert seen["resnet"]["scaling_examples"] == 8 and "scaling_examples" not in seen["speed"]
+  seen.clear()
+  assert run(args) == 0
+  assert seen["resnet"]["scaling_examples"] == bench.resnet_defaults(True, None)["scaling_examples"]
+
+
+class _Compiled:
+  def __init__(self, cost):
+    self.cost = cost
+
+  def cost_analysis(self):
+    if isinstance(self.cost, Exception):
+      raise self.cost
+    return self.cost
+
+
+@pytest.mark.parametrize(
+  "cost, flops",
+  [
+    ({"flops": 12.0}, 12.0),
+    ([{"flops": 5.0}], 5.0),  # older JAX: one dict per device program
+    (None, None),
+    ({}, None),
+    ({"flops": -1.0}, None),  # XLA's "unknown"
+    (NotImplementedError("no cost analysis"), None),
+  ],
+)
+def test_compiled_flops_reads_every_form_a_backend_gives(cost, flops):
+  assert bench._compiled_flops(_Compiled(cost)) == flops
 
 
 def test_resnet_speed_section_has_every_field():
