@@ -187,12 +187,11 @@ def run(argv: list[str]) -> int:
       from hffjax import bench
 
       extra = {"configs_dir": args.configs_dir} if args.configs_dir else {}
+      extra.update({"scaling_examples": args.scaling_examples} if args.scaling_examples else {})
       if args.speed:
         extra.update({"batch_size": args.batch_size} if args.batch_size else {})
-        extra.update({"scaling_examples": args.scaling_examples} if args.scaling_examples else {})
       else:
         extra.update(mlp_epochs=args.mlp_epochs, cnn_epochs=args.cnn_epochs)
-        extra.update({"scaling_examples": args.scaling_examples} if args.scaling_examples else {})
       bench.main(args.out, quick=args.quick, markdown=args.markdown, speed=args.speed, **extra)
     return 0
   except HFFError as e:
