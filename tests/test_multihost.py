@@ -347,3 +347,56 @@ def test_two_processes_stream_a_tfds_dataset_like_one_process(tmp_path):
     assert [r[key] for r in records["two"]] == [r[key] for r in records["one"]]
   for x, y in zip(_params(tmp_path / "one"), _params(tmp_path / "two"), strict=True):
     np.testing.assert_allclose(x, y, rtol=0, atol=1e-6)
+
+
+def _stored_position_of_bad_label(data_dir) -> int:
+  import tensorflow_datasets as tfds
+
+  source = tfds.data_source("var_shapes", data_dir=str(data_dir), split="train")
+  (position,) = [p for p in range(len(source)) if int(source[p]["label"]) == -1]
+  return position
+
+
+def test_a_record_one_process_cannot_read_stops_every_process_with_one_line(tmp_path):
+  """A bad record read by one process only (in a training batch, then in the validation split): every
+  process exits 2 within seconds, the reader naming the record and the other naming the reader, and
+  the last checkpoint before the bad batch is kept — no process is left waiting in a collective."""
+  pytest.importorskip("tensorflow_datasets")
+  from tfds_fixture import build_variable_size_dataset
+
+  from hffjax.data import TrainOrder
+
+  args = ["--config.dataset=var_shapes", "--config.image_size=16", "--config.validation_split=train[-32:]"]
+  args += ["--config.num_epochs=3", "--config.eval_batch_size=16", "--config.checkpoint_every_steps=1"]
+  # Given statistics: estimating them would read every record on every process, and fail on all at once.
+  args += ["--config.pixel_mean=(0.5, 0.5, 0.5)", "--config.pixel_std=(0.25, 0.25, 0.25)"]
+  # Generation keys whose records TFDS stores in the training part, then in the validation part.
+  for key, part in ((66, "train"), (68, "validation")):
+    data_dir = tmp_path / f"tfds_{key}"
+    build_variable_size_dataset(str(data_dir), num_train=96, num_test=30, bad_label_at=key)
+    position = _stored_position_of_bad_label(data_dir)
+    if part == "train":  # the first step whose batch holds it, and the process that reads it
+      assert position < 64
+      step, reader = next(
+        (s, q) for s in range(6) for q in (0, 1) if position in TrainOrder(64, 32, 0, q, 2).local_indices(s)
+      )
+      assert step >= 1  # so that a checkpoint precedes the bad batch
+      what, kept = "reading training batches", f"checkpoint {step} in "
+    else:  # validation = stored positions 64..95, read in batches of 16, 8 per process
+      assert position >= 64
+      reader, what, kept = ((position - 64) % 16) // 8, "reading the validation split", ""
+    workdir = tmp_path / f"run_{key}"
+    start = time.monotonic()
+    results = _finish(_job(workdir, f"--config.data_dir={data_dir}", *args), timeout=120)
+    assert time.monotonic() - start < 100
+    for pid, (rc, _, err) in enumerate(results):
+      last = err.strip().splitlines()[-1]
+      assert rc == 2, err[-3000:]
+      if pid == reader:
+        assert f"record {position} of TFDS var_shapes train has label -1" in last, last
+      else:
+        assert f"process(es) {reader} failed while {what}; see their message" in last, last
+      assert kept in last and (not kept or last.endswith("is kept")), last
+    if part == "train":
+      saved = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+      assert saved[-1] == step, saved

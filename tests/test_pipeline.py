@@ -245,6 +245,42 @@ def test_an_unlabelled_tfds_split_is_refused_before_training(tmp_path, capsys):
     ds.train.record(3)
 
 
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_bad_record_mid_training_is_one_line_and_keeps_the_last_checkpoint(tmp_path, capsys, workers):
+  """Read by grain's reader thread or by a worker process, a bad label deep in the train split stops
+  the run with one line naming the record and the checkpoint that is kept; nothing later is saved."""
+  build_variable_size_dataset(str(tmp_path), num_train=96, num_test=10, bad_label_at=69)
+  capsys.readouterr()
+  source = tfds.data_source("var_shapes", data_dir=str(tmp_path), split="train")
+  (position,) = [p for p in range(len(source)) if int(source[p]["label"]) == -1]
+  order = data.TrainOrder(96, 32, 0)
+  step = next(s for s in range(9) if position in order.local_indices(s))
+  assert step >= 1
+  argv = ["train", "--config", TINY, "--workdir", str(tmp_path / "w"), f"--config.data_dir={tmp_path}"]
+  argv += ["--config.dataset=var_shapes", "--config.image_size=8", "--config.num_epochs=3"]
+  argv += ["--config.checkpoint_every_steps=1", f"--config.data_workers={workers}"]
+  argv += ["--config.pixel_mean=(0.5, 0.5, 0.5)", "--config.pixel_std=(0.25, 0.25, 0.25)"]
+  assert run(argv) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert f"record {position} of TFDS var_shapes train has label -1" in err[-1], err[-1]
+  assert err[-1].endswith(f"checkpoint {step} in {tmp_path / 'w' / 'checkpoints'} is kept"), err[-1]
+  saved = sorted(int(p.name) for p in (tmp_path / "w" / "checkpoints").iterdir() if p.name.isdigit())
+  assert saved[-1] == step
+
+
+def test_guarded_batches_stand_in_after_a_failure_and_keep_count():
+  def batches():
+    yield {"label": np.array([1, 2])}
+    raise OSError("disk gone")
+
+  stand_in = {"label": np.full(2, data.UNREADABLE, np.int32)}
+  guard = data.GuardedBatches(batches(), 4, stand_in, "training batches")
+  labels = [b["label"].tolist() for b in guard]
+  assert labels == [[1, 2], [-1, -1], [-1, -1], [-1, -1]]
+  assert isinstance(guard.error, HFFError) and isinstance(guard.error.__cause__, OSError)
+  assert str(guard.error) == "reading training batches failed: OSError: disk gone"
+
+
 def test_dataset_prepared_as_tfrecord_is_refused_with_the_command_to_prepare_it(tmp_path, capsys):
   # Writing real tfrecord files needs TensorFlow; a tfrecord-prepared folder differs from an
   # ArrayRecord one by its file names and the fileFormat in dataset_info.json, which is what TFDS reads.

@@ -18,6 +18,7 @@ def build_variable_size_dataset(
   file_format="array_record",
   test_name="test",
   unlabelled_test=False,
+  bad_label_at=None,
 ):
   import tensorflow_datasets as tfds
 
@@ -47,7 +48,9 @@ def build_variable_size_dataset(
         # Class-dependent colour so that a few steps can learn something.
         image = rng.integers(0, 80, size=(h, w, 3), dtype=np.uint8)
         image[..., label] += 150
-        yield i, {"image": image, "label": -1 if unlabelled else label}
+        # bad_label_at: one unlabelled record deep in the train split (key i; TFDS stores it elsewhere).
+        bad = unlabelled or (seed == 0 and i == bad_label_at)
+        yield i, {"image": image, "label": -1 if bad else label}
 
   VariableSizeImages.name = name  # what tfds.data_source(name, data_dir=...) finds on disk
   builder = VariableSizeImages(data_dir=data_dir, file_format=file_format)

@@ -1,10 +1,14 @@
 """Input: data sources, batching and augmentation."""
 
 from hffjax.data.pipeline import (
+  UNREADABLE,
+  GuardedBatches,
   TrainOrder,
   epoch_permutation,
   eval_batches,
   eval_iterator,
+  guarded_eval_iterator,
+  guarded_train_iterator,
   train_batches,
   train_iterator,
 )
@@ -31,8 +35,12 @@ __all__ = [
   "CLASS_NAMES",
   "ArraySource",
   "RecordSource",
+  "UNREADABLE",
+  "GuardedBatches",
   "TrainOrder",
   "eval_iterator",
+  "guarded_eval_iterator",
+  "guarded_train_iterator",
   "parse_split",
   "split_range",
   "train_iterator",

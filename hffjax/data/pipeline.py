@@ -209,6 +209,78 @@ def eval_iterator(
   return iter(dataset.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=prefetch)))
 
 
+class GuardedBatches:
+  """Batches of one process that keep coming after a read fails, so the process keeps step with the others.
+
+  A record that cannot be read (a bad label, a decode error, a storage
+  error) stops only the process that reads it. In a multi-process job the
+  others would then wait for it in the next collective until the job is
+  killed. So the first failure is kept in :attr:`error` and the remaining
+  ``count`` batches are stand-ins with the same shapes whose labels are
+  :data:`UNREADABLE` (and, for an evaluation split, whose mask is false).
+  The training and evaluation steps count such labels over the global batch,
+  so every process sees a non-zero count in the same step's metrics; the
+  loop then raises on all of them together (:func:`hffjax.sharding.raise_if_any`)
+  before anything is saved.
+  """
+
+  def __init__(self, batches: Iterator, count: int, stand_in: dict, what: str):
+    self._batches, self._remaining, self._what = batches, count, what
+    self._stand_in = stand_in
+    self.error: HFFError | None = None
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict:
+    if self._remaining <= 0:
+      raise StopIteration
+    self._remaining -= 1
+    if self.error is None:
+      try:
+        return next(self._batches)
+      except StopIteration:
+        raise
+      except HFFError as e:
+        self.error = e
+      except Exception as e:  # noqa: BLE001 - any read failure becomes a one-line error, raised by the loop
+        self.error = HFFError(f"reading {self._what} failed: {type(e).__name__}: {e}")
+        self.error.__cause__ = e
+    return self._stand_in
+
+  def close(self) -> None:
+    getattr(self._batches, "close", lambda: None)()
+
+
+UNREADABLE = -1  # the label of a stand-in for an example a process could not read
+
+
+def guarded_train_iterator(
+  ds: Dataset, order: TrainOrder, start_step: int, stop_step: int, **kwargs
+) -> GuardedBatches:
+  """:func:`train_iterator`, guarded: see :class:`GuardedBatches`."""
+  shape = (order.local_batch, *ds.image_shape)
+  stand_in = {"image": np.zeros(shape, np.uint8), "label": np.full(order.local_batch, UNREADABLE, np.int32)}
+  batches = train_iterator(ds, order, start_step, stop_step, **kwargs)
+  return GuardedBatches(batches, stop_step - start_step, stand_in, "training batches")
+
+
+def guarded_eval_iterator(
+  ds: Dataset, split: str, global_batch: int, *, process_index: int = 0, process_count: int = 1
+) -> GuardedBatches:
+  """:func:`eval_iterator`, guarded: see :class:`GuardedBatches`."""
+  source = getattr(ds, split)
+  batch = EvalBatch(source, global_batch, process_index, process_count, host_resize_size(ds, source))
+  local = global_batch // process_count
+  stand_in = {
+    "image": np.zeros((local, *batch.image_shape_hint()), np.uint8),
+    "label": np.full(local, UNREADABLE, np.int32),
+    "mask": np.zeros(local, bool),
+  }
+  batches = eval_iterator(ds, split, global_batch, process_index=process_index, process_count=process_count)
+  return GuardedBatches(batches, batch.num_batches(), stand_in, f"the {split} split")
+
+
 # In-memory helpers (whole global batches on one host): tests, benchmarks and notebooks use them.
 
 

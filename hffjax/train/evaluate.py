@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from hffjax import sharding
-from hffjax.data import ArraySource, Dataset, eval_iterator
+from hffjax.data import ArraySource, Dataset, guarded_eval_iterator
+from hffjax.errors import HFFError
 from hffjax.train.state import TrainState
 
 
@@ -17,16 +18,27 @@ def evaluate_split(eval_fn, state: TrainState, ds: Dataset, split: str, mesh, ba
   """Exact accuracy over every record of ``ds``'s ``split``, read by every process for its own devices.
 
   The last batch is padded and masked; the counts are summed on the devices,
-  so every process gets the same exact totals.
+  so every process gets the same exact totals. A record that one process
+  cannot read raises on every process once the split has been read.
   """
   counts, start = None, time.perf_counter()
-  batches = eval_iterator(
+  batches = guarded_eval_iterator(
     ds, split, batch_size, process_index=jax.process_index(), process_count=jax.process_count()
   )
-  for b in batches:
-    c = eval_fn(state.params, state.batch_stats, *sharding.to_global(mesh, b["image"], b["label"], b["mask"]))
-    counts = c if counts is None else jax.tree.map(jnp.add, counts, c)
+  try:
+    for b in batches:
+      c = eval_fn(
+        state.params, state.batch_stats, *sharding.to_global(mesh, b["image"], b["label"], b["mask"])
+      )
+      counts = c if counts is None else jax.tree.map(jnp.add, counts, c)
+  finally:
+    batches.close()
   counts = jax.tree.map(lambda x: np.asarray(x, np.int64), sharding.fetch(counts))
+  if counts["unreadable"]:  # the same on every process: all of them raise together
+    sharding.raise_if_any(batches.error, f"reading the {split} split")
+    raise HFFError(
+      f"the {split} split has {counts['unreadable']} examples with a negative label; fix the labels"
+    )
   seconds = time.perf_counter() - start
   n = len(getattr(ds, split))
   result = {

@@ -178,19 +178,34 @@ def _group(items, sizes: list[int], stacked: bool):
 
 
 def _train_inputs(exp: Experiment, start: int, total: int, sizes: list[int]):
-  """``(iterator of per-call device inputs, closer)`` for the calls ``sizes`` starting at step ``start``."""
+  """``(iterator of per-call device inputs, reader)`` for the calls ``sizes`` starting at step ``start``.
+
+  ``reader`` is the guarded host reader (:class:`~hffjax.data.GuardedBatches`:
+  its ``error``, ``close()``), or ``None`` when the split is on the device.
+  """
   config, batch_axis = exp.config, int(exp.stacked)
   if config.data_on_device:
     indices = ((exp.order.local_indices(s).astype(np.int32),) for s in range(start, total))
     split = exp.device_split()
     calls = sharding.device_prefetch(_group(indices, sizes, exp.stacked), exp.mesh, batch_axis=batch_axis)
-    return ((*idx, *split) for idx in calls), lambda: None
-  batches = data_lib.train_iterator(
+    return ((*idx, *split) for idx in calls), None
+  batches = data_lib.guarded_train_iterator(
     exp.dataset, exp.order, start, total, workers=config.data_workers, prefetch=config.data_prefetch
   )
   pairs = ((b["image"], b["label"]) for b in batches)
   calls = sharding.device_prefetch(_group(pairs, sizes, exp.stacked), exp.mesh, batch_axis=batch_axis)
-  return calls, getattr(batches, "close", lambda: None)
+  return calls, batches
+
+
+def _raise_unreadable(reader, count: int, at_step: int, kept: str) -> None:
+  """Raises on every process: the reading process its own error, the others naming it."""
+  try:
+    sharding.raise_if_any(None if reader is None else reader.error, "reading training batches")
+  except HFFError as e:
+    raise HFFError(f"{e}; {kept}") from e.__cause__
+  raise HFFError(
+    f"{count} training examples up to step {at_step} have a negative label; {kept}; fix the labels"
+  )
 
 
 def _restore(exp: Experiment, ckpts: ckpt_lib.Checkpoints) -> tuple[TrainState, int | None, dict]:
@@ -364,7 +379,7 @@ def _train(
   total, every, spe = exp.total_steps, exp.eval_every_steps, exp.steps_per_epoch
   sizes = call_sizes(start, total, config.steps_per_call, (every, config.checkpoint_every_steps))
   train_calls, eval_fn = _compiled_train_calls(exp, state, sizes), exp.eval_fn()
-  inputs, close_inputs = _train_inputs(exp, start, total, sizes)
+  inputs, reader = _train_inputs(exp, start, total, sizes)
   saved_meter = meta.get("meter", meta.get("epoch_meter")) if start % every else None
   meter = Meter(exp.num_outputs, config.batch_size, saved_meter)
   bar = tqdm(
@@ -377,17 +392,27 @@ def _train(
   )
   result, step, pending = None, start, None
 
+  def kept():
+    return (
+      f"checkpoint {last_saved} in {ckpts.directory} is kept"
+      if last_saved is not None
+      else "no checkpoint was saved"
+    )
+
   def consume(metrics, at_step, num_steps):
-    """Adds a call's metrics, fetched one call late so that dispatch never waits on the device."""
+    """Adds a call's metrics, fetched one call late so that dispatch never waits on the device.
+
+    Always called before an evaluation or a save, so a batch that a process
+    could not read (counted in ``unreadable`` on every process) stops the
+    run on all processes before its stand-in's update is kept.
+    """
+    metrics = sharding.fetch(metrics)
+    if metrics["unreadable"]:
+      _raise_unreadable(reader, int(metrics["unreadable"]), at_step, kept())
     try:
-      meter.add(sharding.fetch(metrics), num_steps)
+      meter.add(metrics, num_steps)
     except NonFiniteLoss as e:
-      kept = (
-        f"checkpoint {last_saved} in {ckpts.directory} is kept"
-        if last_saved is not None
-        else "no checkpoint was saved"
-      )
-      raise HFFError(f"{e} at step {at_step}; {kept}; lower learning_rate") from None
+      raise HFFError(f"{e} at step {at_step}; {kept()}; lower learning_rate") from None
     if at_step % config.log_every_steps < num_steps or at_step == total:
       bar.set_postfix(epoch=(at_step - 1) // spe + 1, **meter.postfix())
 
@@ -428,7 +453,8 @@ def _train(
           )
   finally:
     bar.close()
-    close_inputs()  # stops grain's reader threads or worker processes
+    if reader is not None:
+      reader.close()  # stops grain's reader threads or worker processes
     writer.close()
     ckpts.close()
   if result is None:  # Already trained to the end: report the restored model.

@@ -87,7 +87,9 @@ def make_train_step(
   The model's ``loss`` gives the summed objective; for HFF its gradient with
   respect to each block is that block's own local gradient. Metrics: ``loss``,
   ``block_loss`` ``[L]`` and, where the method scores classes while training,
-  ``block_correct`` ``[L]`` (training examples each output got right).
+  ``block_correct`` ``[L]`` (training examples each output got right), and
+  ``unreadable`` (examples with a negative label: the stand-ins of a batch a
+  process could not read, see :class:`hffjax.data.GuardedBatches`).
 
   Example::
 
@@ -135,7 +137,8 @@ def make_train_step(
       batch_stats=new_stats,
       opt_state=opt_state,
     )
-    metrics = {"loss": total, "block_loss": block_loss}
+    # Stand-ins for a batch a process could not read (GuardedBatches): counted, so every process sees them.
+    metrics = {"loss": total, "block_loss": block_loss, "unreadable": jnp.sum(labels < 0).astype(jnp.int32)}
     if block_scores is not None:
       metrics["block_correct"] = jnp.stack([jnp.sum(jnp.argmax(s, -1) == labels) for s in block_scores])
     return new_state, metrics
@@ -181,7 +184,8 @@ def make_eval_step(graphdef: nnx.GraphDef, blocks: Sequence[int], top5: bool = F
   and ``ensemble`` (the two prediction rules), with ``top5``, ``top5``
   (labels among the ``last`` rule's five highest scores), and one count per
   further rule a model offers through ``extra_rules(images) -> {name: scores}``
-  (Forward-Forward's one-pass ``readout``).
+  (Forward-Forward's one-pass ``readout``), and ``unreadable`` (examples
+  with a negative label, as in :func:`make_train_step`).
   """
   blocks = tuple(blocks)
 
@@ -197,6 +201,7 @@ def make_eval_step(graphdef: nnx.GraphDef, blocks: Sequence[int], top5: bool = F
       "block": jnp.stack([correct(s) for s in block_scores]),
       "model": correct(own),
       "ensemble": correct(combine_logits(block_scores, "ensemble", blocks)),
+      "unreadable": jnp.sum(labels < 0).astype(jnp.int32),  # stand-ins of a batch a process could not read
     }
     if top5:
       _, top_B5 = jax.lax.top_k(own, 5)
