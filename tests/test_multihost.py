@@ -349,20 +349,12 @@ def test_two_processes_stream_a_tfds_dataset_like_one_process(tmp_path):
     np.testing.assert_allclose(x, y, rtol=0, atol=1e-6)
 
 
-def _stored_position_of_bad_label(data_dir) -> int:
-  import tensorflow_datasets as tfds
-
-  source = tfds.data_source("var_shapes", data_dir=str(data_dir), split="train")
-  (position,) = [p for p in range(len(source)) if int(source[p]["label"]) == -1]
-  return position
-
-
 def test_a_record_one_process_cannot_read_stops_every_process_with_one_line(tmp_path):
   """A bad record read by one process only (in a training batch, then in the validation split): every
   process exits 2 within seconds, the reader naming the record and the other naming the reader, and
   the last checkpoint before the bad batch is kept — no process is left waiting in a collective."""
   pytest.importorskip("tensorflow_datasets")
-  from tfds_fixture import build_variable_size_dataset
+  from tfds_fixture import build_variable_size_dataset, unlabelled_positions
 
   from hffjax.data import TrainOrder
 
@@ -374,7 +366,7 @@ def test_a_record_one_process_cannot_read_stops_every_process_with_one_line(tmp_
   for key, part in ((66, "train"), (68, "validation")):
     data_dir = tmp_path / f"tfds_{key}"
     build_variable_size_dataset(str(data_dir), num_train=96, num_test=30, bad_label_at=key)
-    position = _stored_position_of_bad_label(data_dir)
+    (position,) = unlabelled_positions(str(data_dir))
     if part == "train":  # the first step whose batch holds it, and the process that reads it
       assert position < 64
       step, reader = next(

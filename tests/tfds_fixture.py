@@ -56,3 +56,11 @@ def build_variable_size_dataset(
   builder = VariableSizeImages(data_dir=data_dir, file_format=file_format)
   builder.download_and_prepare()
   return builder
+
+
+def unlabelled_positions(data_dir: str, name: str = "var_shapes", split: str = "train") -> list[int]:
+  """The stored positions of a split's records with label -1 (TFDS orders records by a hash of their key)."""
+  import tensorflow_datasets as tfds
+
+  source = tfds.data_source(name, data_dir=data_dir, split=split)
+  return [p for p in range(len(source)) if int(source[p]["label"]) == -1]
