@@ -267,6 +267,29 @@ def test_a_bad_record_mid_training_is_one_line_and_keeps_the_last_checkpoint(tmp
   assert saved[-1] == step
 
 
+def test_a_record_that_does_not_decode_or_has_another_shape_is_named():
+  class Records(list):
+    def __getitem__(self, i):
+      if i == 1:
+        raise ValueError("corrupt zlib stream")
+      return super().__getitem__(i)
+
+  good = {"image": np.zeros((5, 4, 3), np.uint8), "label": 0}
+  source = data.RecordSource(
+    Records([good, good, {"image": np.zeros((5, 4), np.uint8), "label": 1}]), None, channels=3, num_classes=2
+  )
+  assert source.record(0)[0].shape == (5, 4, 3)
+  with pytest.raises(HFFError, match=r"^record 1 of a streamed split could not be read: ValueError: corrupt"):
+    source.record(1)
+  with pytest.raises(
+    HFFError, match=r"record 2 of a streamed split has an image of shape \(5, 4, 1\), not \(H, W, 3\)"
+  ):
+    source.record(2)
+  fixed = data.RecordSource([good, {"image": np.zeros((4, 4, 3), np.uint8), "label": 1}], (5, 4, 3))
+  with pytest.raises(HFFError, match=r"record 1 .* shape \(4, 4, 3\), not \(5, 4, 3\); fix the data"):
+    fixed.read(np.array([0, 1]))
+
+
 def test_guarded_batches_stand_in_after_a_failure_and_keep_count():
   def batches():
     yield {"label": np.array([1, 2])}

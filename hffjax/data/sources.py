@@ -109,13 +109,25 @@ class RecordSource:
     return self._image_shape
 
   def record(self, i: int) -> tuple[np.ndarray, int]:
+    """``(image [H, W, K] uint8, label)``; a record that cannot be read or decoded, or whose image
+    has another shape or channel count than the split's, is a one-line error naming it."""
     position = int(i) if self.indices is None else int(self.indices[i])
-    r = self.source[position]
-    image = np.asarray(r["image"], np.uint8)
+    try:
+      r = self.source[position]
+      image = np.asarray(r["image"], np.uint8)
+    except Exception as e:  # noqa: BLE001 - a storage, decode or format error, named by its record
+      raise HFFError(
+        f"record {position} of {self._where()} could not be read: {type(e).__name__}: {e}"
+      ) from e
+    image = image[..., None] if image.ndim == 2 else image
+    want = self._image_shape
+    if image.ndim != 3 or (want and image.shape != tuple(want)) or image.shape[-1] != self.channels:
+      expected = tuple(want) if want else f"(H, W, {self.channels})"
+      raise HFFError(
+        f"record {position} of {self._where()} has an image of shape {image.shape}, not {expected}; fix the data"
+      )
     label = self._checked(position, r["label"])
-    return (image[..., None] if image.ndim == 2 else image), (
-      label if self.relabel is None else int(self.relabel[label])
-    )
+    return image, (label if self.relabel is None else int(self.relabel[label]))
 
   def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if self._image_shape is None:
@@ -135,13 +147,15 @@ class RecordSource:
     """A stored label, refused outside ``[0, num_classes)`` (TFDS stores -1 for an unlabelled record)."""
     label = int(label)
     if self.num_classes is not None and not 0 <= label < self.num_classes:
-      info, split = getattr(self.source, "dataset_info", None), getattr(self.source, "split", None)
-      where = f"TFDS {info.name} {split}" if info is not None and split else "a streamed split"
       raise HFFError(
-        f"record {position} of {where} has label {label}, outside [0, {self.num_classes}) "
+        f"record {position} of {self._where()} has label {label}, outside [0, {self.num_classes}) "
         "(TFDS marks unlabelled records -1); train and evaluate on labelled splits"
       )
     return label
+
+  def _where(self) -> str:
+    info, split = getattr(self.source, "dataset_info", None), getattr(self.source, "split", None)
+    return f"TFDS {info.name} {split}" if info is not None and split else "a streamed split"
 
   def subset(self, indices: np.ndarray) -> RecordSource:
     base = indices if self.indices is None else self.indices[indices]
