@@ -267,6 +267,83 @@ def test_a_bad_record_mid_training_is_one_line_and_keeps_the_last_checkpoint(tmp
   assert saved[-1] == step
 
 
+class _FailingRecords(list):
+  """Stored records, the ones at ``bad`` raising a storage error when read."""
+
+  def __init__(self, items, bad):
+    super().__init__(items)
+    self.bad = set(bad)
+
+  def __getitem__(self, i):
+    if i in self.bad:
+      raise OSError(f"read failed at {i}")
+    return super().__getitem__(i)
+
+
+def _streamed_dataset(num_train, num_test, *, bad_test=()):
+  rng = np.random.default_rng(0)
+
+  def split(n, bad):
+    items = [{"image": rng.integers(0, 256, (8, 8, 1), dtype=np.uint8), "label": i % 4} for i in range(n)]
+    return data.RecordSource(_FailingRecords(items, bad), (8, 8, 1), num_classes=4)
+
+  return data.Dataset("records", split(num_train, ()), split(num_test, bad_test), num_classes=4)
+
+
+def test_a_bad_test_record_at_an_evaluation_names_the_step_and_the_checkpoint_that_is_kept(tmp_path):
+  """The training state of the evaluated step is not saved (its record could not be written), so a
+  re-run trains that interval again; the last checkpoint before it is named and kept."""
+  from hffjax.config import load_config
+  from hffjax.train import fit
+
+  config = load_config("tiny")  # batch 32: 8 steps per epoch of 256
+  config.num_epochs, config.checkpoint_every_steps = 2, 3
+  config.pixel_mean, config.pixel_std = (0.5,), (0.25,)
+  workdir = tmp_path / "w"
+  with pytest.raises(HFFError) as e:
+    fit(config, str(workdir), dataset=_streamed_dataset(256, 70, bad_test=(65,)), progress=False)
+  assert str(e.value).startswith(
+    "record 65 of a streamed split could not be read: OSError: read failed at 65"
+  )
+  assert str(e.value).endswith(f"(evaluating step 8); checkpoint 6 in {workdir / 'checkpoints'} is kept")
+  saved = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+  assert saved == [3, 6]
+  assert not (workdir / "metrics.jsonl").exists() or not (workdir / "metrics.jsonl").read_text().strip()
+
+
+@pytest.mark.parametrize("on_device", [False, True])
+def test_a_negative_label_in_memory_stops_training_with_the_kept_checkpoint(tmp_path, on_device):
+  """Labels < 0 that no reader failed on (an in-memory split, on the host or on the device) stop
+  training at the next metrics fetch, and evaluation, each with one line."""
+  from hffjax.config import load_config
+  from hffjax.train import fit
+
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (256, 8, 8, 1), dtype=np.uint8)
+  labels = (np.arange(256) % 4).astype(np.int32)
+  order = data.TrainOrder(256, 32, 0)
+  bad = labels.copy()
+  bad[order.global_indices(4)[0]] = -1
+  config = load_config("tiny")
+  config.num_epochs, config.checkpoint_every_steps, config.data_on_device = 1, 2, on_device
+  config.pixel_mean, config.pixel_std = (0.5,), (0.25,)
+  test = data.ArraySource(images[:40], labels[:40])
+  ds = data.Dataset("arrays", data.ArraySource(images, bad), test, num_classes=4)
+  workdir = tmp_path / "w"
+  with pytest.raises(
+    HFFError, match=r"^1 training example up to step \d+ has a negative label; checkpoint 4 in "
+  ):
+    fit(config, str(workdir), dataset=ds, progress=False)
+  assert max(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == 4
+  bad_test = labels[:40].copy()
+  bad_test[[3, 39]] = -1
+  ds = data.Dataset(
+    "arrays", data.ArraySource(images, labels), data.ArraySource(images[:40], bad_test), num_classes=4
+  )
+  with pytest.raises(HFFError, match=r"^the test split has 2 examples with a negative label; fix the labels"):
+    fit(config, str(tmp_path / "w2"), dataset=ds, progress=False)
+
+
 def test_a_record_that_does_not_decode_or_has_another_shape_is_named():
   class Records(list):
     def __getitem__(self, i):
@@ -288,6 +365,12 @@ def test_a_record_that_does_not_decode_or_has_another_shape_is_named():
   fixed = data.RecordSource([good, {"image": np.zeros((4, 4, 3), np.uint8), "label": 1}], (5, 4, 3))
   with pytest.raises(HFFError, match=r"record 1 .* shape \(4, 4, 3\), not \(5, 4, 3\); fix the data"):
     fixed.read(np.array([0, 1]))
+  # The labels-only pass (config.classes) names a record it cannot read, or one without a label.
+  with pytest.raises(HFFError, match=r"^record 1 of a streamed split could not be read: ValueError: corrupt"):
+    source.stored_labels()
+  unlabelled = data.RecordSource([good, {"image": good["image"]}], (5, 4, 3), num_classes=2)
+  with pytest.raises(HFFError, match=r"^record 1 of a streamed split could not be read: KeyError: 'label'"):
+    unlabelled.record(1)
 
 
 def test_guarded_batches_stand_in_after_a_failure_and_keep_count():

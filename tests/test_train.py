@@ -38,6 +38,10 @@ def test_evaluation_counts_every_example(tiny_config):
   assert result["test_accuracy"] == pytest.approx(expected, abs=1e-12)
   ens = np.mean(np.asarray(predict(model, ds.test_images, mode="ensemble")) == ds.test_labels)
   assert result["ensemble_accuracy"] == pytest.approx(ens, abs=1e-12)
+  # An eval function of one's own need not count unreadable examples (the reader is asked instead).
+  counts_only = jax.jit(lambda *a: {k: v for k, v in eval_fn(*a).items() if k != "unreadable"})
+  again = train.evaluate(counts_only, exp.initial_state, ds.test_images, ds.test_labels, exp.mesh, 64)
+  assert again["test_accuracy"] == result["test_accuracy"]
 
 
 def test_predict_rejects_unknown_mode(tiny_config):

@@ -112,13 +112,11 @@ class RecordSource:
     """``(image [H, W, K] uint8, label)``; a record that cannot be read or decoded, or whose image
     has another shape or channel count than the split's, is a one-line error naming it."""
     position = int(i) if self.indices is None else int(self.indices[i])
+    r, label = self._stored(position)
     try:
-      r = self.source[position]
       image = np.asarray(r["image"], np.uint8)
-    except Exception as e:  # noqa: BLE001 - a storage, decode or format error, named by its record
-      raise HFFError(
-        f"record {position} of {self._where()} could not be read: {type(e).__name__}: {e}"
-      ) from e
+    except Exception as e:  # noqa: BLE001 - a decode or format error, named by its record
+      raise self._unreadable(position, e) from e
     image = image[..., None] if image.ndim == 2 else image
     want = self._image_shape
     if image.ndim != 3 or (want and image.shape != tuple(want)) or image.shape[-1] != self.channels:
@@ -126,7 +124,6 @@ class RecordSource:
       raise HFFError(
         f"record {position} of {self._where()} has an image of shape {image.shape}, not {expected}; fix the data"
       )
-    label = self._checked(position, r["label"])
     return image, (label if self.relabel is None else int(self.relabel[label]))
 
   def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -141,17 +138,25 @@ class RecordSource:
     """Every record's label as stored, ``[N]``: one pass that reads (and decodes) each record once."""
     positions = range(len(self)) if self.indices is None else self.indices
     bar = tqdm(positions, desc="reading labels", unit="record", disable=None, leave=False)
-    return np.asarray([self._checked(int(i), self.source[int(i)]["label"]) for i in bar], np.int32)
+    return np.asarray([self._stored(int(i))[1] for i in bar], np.int32)
 
-  def _checked(self, position: int, label) -> int:
-    """A stored label, refused outside ``[0, num_classes)`` (TFDS stores -1 for an unlabelled record)."""
-    label = int(label)
+  def _stored(self, position: int) -> tuple[dict, int]:
+    """``(record, label)`` as stored at ``position``; a read error or a label that is not an integer
+    in ``[0, num_classes)`` is a one-line error naming the record (TFDS stores -1 for an unlabelled one)."""
+    try:
+      r = self.source[position]
+      label = int(r["label"])
+    except Exception as e:  # noqa: BLE001 - a storage, decode or format error, named by its record
+      raise self._unreadable(position, e) from e
     if self.num_classes is not None and not 0 <= label < self.num_classes:
       raise HFFError(
         f"record {position} of {self._where()} has label {label}, outside [0, {self.num_classes}) "
         "(TFDS marks unlabelled records -1); train and evaluate on labelled splits"
       )
-    return label
+    return r, label
+
+  def _unreadable(self, position: int, e: Exception) -> HFFError:
+    return HFFError(f"record {position} of {self._where()} could not be read: {type(e).__name__}: {e}")
 
   def _where(self) -> str:
     info, split = getattr(self.source, "dataset_info", None), getattr(self.source, "split", None)

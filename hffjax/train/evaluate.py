@@ -34,10 +34,12 @@ def evaluate_split(eval_fn, state: TrainState, ds: Dataset, split: str, mesh, ba
   finally:
     batches.close()
   counts = jax.tree.map(lambda x: np.asarray(x, np.int64), sharding.fetch(counts))
-  if counts["unreadable"]:  # the same on every process: all of them raise together
+  if "unreadable" not in counts:  # an eval function that does not count stand-ins: ask every process
+    sharding.raise_if_any(batches.error, f"reading the {split} split")
+  elif bad := int(counts["unreadable"]):  # the same on every process: all of them raise together
     sharding.raise_if_any(batches.error, f"reading the {split} split")
     raise HFFError(
-      f"the {split} split has {counts['unreadable']} examples with a negative label; fix the labels"
+      f"the {split} split has {bad} example{'s' * (bad != 1)} with a negative label; fix the labels"
     )
   seconds = time.perf_counter() - start
   n = len(getattr(ds, split))

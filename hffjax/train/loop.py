@@ -204,7 +204,8 @@ def _raise_unreadable(reader, count: int, at_step: int, kept: str) -> None:
   except HFFError as e:
     raise HFFError(f"{e}; {kept}") from e.__cause__
   raise HFFError(
-    f"{count} training examples up to step {at_step} have a negative label; {kept}; fix the labels"
+    f"{count} training example{'s' * (count != 1)} up to step {at_step} "
+    f"{'have' if count != 1 else 'has'} a negative label; {kept}; fix the labels"
   )
 
 
@@ -429,7 +430,10 @@ def _train(
         if step % every == 0 or step == total:
           consume(*pending)
           pending = None
-          result = _evaluation_record(exp, eval_fn, state, step, meter)
+          try:
+            result = _evaluation_record(exp, eval_fn, state, step, meter)
+          except HFFError as e:  # e.g. an unreadable record: every process raises here together
+            raise HFFError(f"{e} (evaluating step {step}); {kept()}") from e.__cause__
           _check_space(
             ckpts.directory, state, step
           )  # before the record, so a full disk leaves the workdir as it was
