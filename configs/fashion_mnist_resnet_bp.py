@@ -2,11 +2,10 @@
 
 hffjax train --config configs/fashion_mnist_resnet_bp.py --workdir runs/fashion_mnist_resnet_bp
 
-Sized, like the HFF config, for a 2-core CPU: about 9 min per epoch there
-(1.24 s per step of 128, 1.09-1.13x HFF's in 5-class runs: backprop also
-computes every learner's input gradient), so 18 epochs take about 2.7 hours.
-On another 2-core Xeon it ran at 0.55 steps/s: 732 s and 785 s for its first
-two epochs, about 3.8 hours for 18.
+Sized, like the HFF config, for a 2-core CPU: its full run there (seed 0)
+took 751 s per epoch (median; 0.57-0.65 steps/s alone on the machine), so 18
+epochs take about 3.8 hours. Its step took 1.09-1.13x HFF's in the 5-class
+transfer runs (backprop also computes every learner's input gradient).
 """
 
 import os

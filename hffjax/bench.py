@@ -33,7 +33,8 @@ from hffjax.errors import HFFError
 from hffjax.io import writers
 from hffjax.models import build_model
 
-DEFAULT_CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+# The shipped configs: a checkout's configs/, or the installed package hffjax.configs outside one.
+DEFAULT_CONFIGS_DIR = config_lib.config_dirs()[0]
 METHOD_CONFIG_SUFFIX = {"hff": "", "bp": "_bp", "ff": "_ff"}
 TRAINING_RUNS = (("mlp", "hff"), ("mlp", "bp"), ("mlp", "ff"), ("cnn", "hff"), ("cnn", "bp"))
 

@@ -1,4 +1,4 @@
-"""Command line: ``hffjax train|eval``. Flags only; the work lives in the library."""
+"""Command line: ``hffjax train|eval|predict|plot|bench``. Flags only; the work lives in the library."""
 
 from __future__ import annotations
 
@@ -88,7 +88,11 @@ def _parser() -> argparse.ArgumentParser:
     help="examples timed in the class-scaling table (default 128; with --speed, the ResNet FF/HFF "
     "inference table's: 512 on an accelerator, 32 on a CPU)",
   )
-  b.add_argument("--configs_dir", default=None, help="folder holding fashion_mnist_{mlp,cnn}.py")
+  b.add_argument(
+    "--configs_dir",
+    default=None,
+    help="folder holding fashion_mnist_{mlp,cnn}.py and their _bp/_ff twins (default: the shipped configs)",
+  )
   b.add_argument("--debug", action="store_true", help="show full tracebacks")
   return p
 
@@ -109,6 +113,22 @@ def _split_overrides(argv: list[str]) -> tuple[list[str], dict[str, str]]:
   return rest, overrides
 
 
+def _check_bench_flags(args) -> None:
+  """Refuses a flag that the chosen bench (plain or ``--speed``) would not use."""
+  if args.speed:
+    unused = [
+      f for f, v in (("--mlp_epochs", args.mlp_epochs), ("--cnn_epochs", args.cnn_epochs)) if v is not None
+    ]
+  else:
+    unused = ["--batch_size"] if args.batch_size is not None else []
+  if unused:
+    other = "the bench without --speed" if args.speed else "--speed"
+    one = len(unused) == 1
+    raise HFFError(
+      f"{' and '.join(unused)} {'applies' if one else 'apply'} only to {other}; leave {'it' if one else 'them'} out"
+    )
+
+
 def run(argv: list[str]) -> int:
   debug = "--debug" in argv
   try:
@@ -116,6 +136,8 @@ def run(argv: list[str]) -> int:
     args = _parser().parse_args(rest)
     if overrides and args.command != "train":
       raise HFFError("--config.KEY=VALUE overrides only apply to `train`")
+    if args.command == "bench":
+      _check_bench_flags(args)
     if not debug:
       # Orbax's writer threads log a failed save at length; hffjax reports it as one line.
       logging.getLogger("absl").setLevel(logging.CRITICAL)

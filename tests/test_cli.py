@@ -83,6 +83,19 @@ def test_an_override_without_a_value_does_not_take_the_next_flag(capsys, tmp_pat
   _expect_error(capsys, argv, "--config.augment_flip needs a value: --config.augment_flip=VALUE")
 
 
+@pytest.mark.parametrize(
+  "flags,fragment",
+  [
+    (["--batch_size", "64"], "--batch_size applies only to --speed; leave it out"),
+    (["--speed", "--mlp_epochs", "1"], "--mlp_epochs applies only to the bench without --speed"),
+    (["--speed", "--mlp_epochs", "1", "--cnn_epochs", "1"], "--mlp_epochs and --cnn_epochs apply only to"),
+  ],
+)
+def test_a_bench_flag_the_chosen_bench_would_ignore_is_refused(capsys, tmp_path, flags, fragment):
+  _expect_error(capsys, ["bench", "--out", str(tmp_path / "b.json"), *flags], fragment)
+  assert not (tmp_path / "b.json").exists()
+
+
 def test_missing_config_file(capsys, tmp_path):
   _expect_error(capsys, ["train", "--config", "nope.py", "--workdir", str(tmp_path)], "not found")
 
