@@ -460,6 +460,14 @@ def _lookup(config: ml_collections.ConfigDict, key: str):
   return node
 
 
+def _unknown_keys(config: ml_collections.ConfigDict, base: ml_collections.ConfigDict, prefix: str = ""):
+  for k in config.keys():
+    if k not in base:
+      yield prefix + k
+    elif isinstance(config[k], ml_collections.ConfigDict) and isinstance(base[k], ml_collections.ConfigDict):
+      yield from _unknown_keys(config[k], base[k], f"{prefix}{k}.")
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Refuses values that would fail later or train something silently wrong.
 
@@ -470,6 +478,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   """
   for key, check in CHECKS.items():
     check(key, _lookup(config, key))
+  # A misspelt key would leave the real one at its default; only a builder of one's own takes more model.* keys.
+  custom = ":" in str(config.model.kind)
+  unknown = [k for k in _unknown_keys(config, base_config()) if not (custom and k.startswith("model."))]
+  if unknown:
+    raise HFFError(
+      f"unknown config key{'s' * (len(unknown) > 1)} {', '.join(map(repr, unknown))}; every key is in "
+      "hffjax.config.base_config() (only a builder named by model.kind as 'module:function' takes model.* keys of its own)"
+    )
   mean, std = tuple(config.pixel_mean), tuple(config.pixel_std)
   if bool(mean) != bool(std):
     raise HFFError(

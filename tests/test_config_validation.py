@@ -267,6 +267,23 @@ def test_missing_keys_and_sections_are_refused_in_one_line():
   assert "model.widths must be" in _refusal(c)
 
 
+def test_a_key_base_config_lacks_is_refused_unless_a_builder_of_ones_own_takes_it():
+  """A misspelt key in a config file (``c.batchsize = 3``) would leave ``batch_size`` at its default."""
+  c = base_config()
+  c.batchsize = 3
+  assert "unknown config key 'batchsize'; every key is in hffjax.config.base_config()" in _refusal(c)
+  c = base_config()
+  c.model.widht = 64  # misspelt
+  c.synthetic.classes = 4
+  assert "unknown config keys 'model.widht', 'synthetic.classes'" in _refusal(c)
+  c = base_config()
+  c.model.kind = "mypackage.blocks:build"  # its builder reads config.model's keys of its own
+  c.model.hidden = 64
+  validate_config(c)
+  c.learning_rte = 1e-3
+  assert "unknown config key 'learning_rte'" in _refusal(c)
+
+
 @pytest.mark.parametrize(
   "body,fragment",
   [

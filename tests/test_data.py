@@ -59,6 +59,20 @@ def test_idx_found_through_environment(tmp_path, monkeypatch):
   assert data.load_dataset(_config("mnist", "")).train_images.shape[0] == 30
 
 
+def test_a_named_data_dir_without_the_files_is_refused_rather_than_replaced(tmp_path, monkeypatch):
+  """A mistyped --config.data_dir or $HFFJAX_DATA_DIR is an error even where the system holds the data."""
+  monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+  with pytest.raises(
+    HFFError, match=r"data dir .*typo \(from --config.data_dir\) does not exist; put the four"
+  ):
+    data.load_dataset(_config("fashion_mnist", str(tmp_path / "typo")))
+  with pytest.raises(HFFError, match=r"holds no fashion_mnist IDX files \(nor does its fashion_mnist/\)"):
+    data.load_dataset(_config("fashion_mnist", str(tmp_path)))
+  monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path / "typo"))
+  with pytest.raises(HFFError, match=r"typo \(from \$HFFJAX_DATA_DIR\) does not exist"):
+    data.load_dataset(_config("fashion_mnist", ""))
+
+
 def test_missing_file_is_named(tmp_path):
   write_idx_folder(tmp_path)
   os.remove(tmp_path / "t10k-labels-idx1-ubyte.gz")

@@ -282,11 +282,14 @@ def read_idx(path: str) -> np.ndarray:
 
 
 def find_idx_dir(name: str, data_dir: str | None) -> str:
-  """The first of ``data_dir``, ``$HFFJAX_DATA_DIR``, the system folder that holds IDX files."""
-  candidates = [d for d in (data_dir, os.environ.get(DATA_DIR_ENV)) if d]
-  candidates += [os.path.join(d, name) for d in list(candidates)]
-  if name in DEFAULT_DIRS:
-    candidates.append(DEFAULT_DIRS[name])
+  """The folder holding ``name``'s four IDX files: ``data_dir`` or its ``<name>/`` subfolder when given,
+  else ``$HFFJAX_DATA_DIR``'s, else the system folder. A folder named but lacking the files is an
+  error, never a fall-through to another copy of the data."""
+  named = data_dir or os.environ.get(DATA_DIR_ENV)
+  if named:
+    candidates = [named, os.path.join(named, name)]
+  else:
+    candidates = [DEFAULT_DIRS[name]] if name in DEFAULT_DIRS else []
   for d in candidates:
     present = [f for f in IDX_FILES.values() if os.path.isfile(os.path.join(d, f))]
     if len(present) == len(IDX_FILES):
@@ -294,11 +297,12 @@ def find_idx_dir(name: str, data_dir: str | None) -> str:
     if present:
       missing = [f for f in IDX_FILES.values() if f not in present]
       raise HFFError(f"data dir {d} lacks {', '.join(missing)}; put all four IDX .gz files of {name} there")
-  if data_dir:
-    missing = [f for f in IDX_FILES.values() if not os.path.isfile(os.path.join(data_dir, f))]
-    raise HFFError(
-      f"data dir {data_dir} lacks {', '.join(missing)}; put the four IDX .gz files of {name} there"
+  if named:
+    how = "--config.data_dir" if data_dir else f"${DATA_DIR_ENV}"
+    state = (
+      "does not exist" if not os.path.isdir(named) else f"holds no {name} IDX files (nor does its {name}/)"
     )
+    raise HFFError(f"data dir {named} (from {how}) {state}; put the four IDX .gz files of {name} there")
   hint = "apt-get install dataset-fashion-mnist" if name == "fashion_mnist" else "download the IDX files"
   raise HFFError(
     f"no {name} IDX files found (looked in {', '.join(candidates) or 'nowhere'}); "
