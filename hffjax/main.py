@@ -157,7 +157,7 @@ def run(argv: list[str]) -> int:
       except train.Preempted as e:
         if sharding.is_primary():
           print(f"hffjax: {e}", file=sys.stderr)
-        return 0
+        return 130 if e.signal_name == "SIGINT" else 0
       if sharding.is_primary():
         keys = (
           "step",
@@ -222,7 +222,11 @@ def run(argv: list[str]) -> int:
     print(f"hffjax: error: {e}", file=sys.stderr)
     return 2
   except KeyboardInterrupt:
-    print("hffjax: interrupted; re-run the same command to resume from the last checkpoint", file=sys.stderr)
+    print(
+      "hffjax: interrupted; steps after the last checkpoint are not saved; "
+      "re-run the same command to resume from it (or to start, if there is none)",
+      file=sys.stderr,
+    )
     return 130
 
 

@@ -184,7 +184,12 @@ def test_partial_metrics_line_is_skipped_and_repaired(tmp_path, capsys):
   assert open(path).read().endswith("}\n")
 
 
-def test_sigterm_saves_at_the_next_step_exits_0_and_resumes_bit_identical(tmp_path, reference):
+@pytest.mark.parametrize("signum,code", [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+def test_sigterm_or_ctrl_c_saves_at_the_next_step_and_resumes_bit_identical(
+  tmp_path, reference, signum, code
+):
+  """SIGTERM (a scheduler) exits 0; a first Ctrl-C (SIGINT) saves the same way and exits 130."""
+  name = signal.Signals(signum).name
   stopped = tmp_path / "stopped"
   proc = subprocess.Popen(
     _train_argv(stopped), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -196,11 +201,12 @@ def test_sigterm_saves_at_the_next_step_exits_0_and_resumes_bit_identical(tmp_pa
     assert proc.poll() is None and time.time() < deadline, "training ended before its first checkpoint"
     time.sleep(0.02)
   time.sleep(0.3)  # mid-way between checkpoints
-  proc.send_signal(signal.SIGTERM)
+  proc.send_signal(signum)
   _, err = proc.communicate(timeout=300)
-  assert proc.returncode == 0, err[-2000:]
+  assert proc.returncode == code, err[-2000:]
   line = err.strip().splitlines()[-1]
-  assert line.startswith("hffjax: stopped by SIGTERM at step"), line
+  assert line.startswith(f"hffjax: stopped by {name} at step"), line
+  assert ("Ctrl-C: saving a checkpoint after this step" in err) == (signum == signal.SIGINT), err[-2000:]
   step = int(line.split("at step ")[1].split(";")[0])
   assert str(step) in os.listdir(stopped / "checkpoints")
 
@@ -209,6 +215,31 @@ def test_sigterm_saves_at_the_next_step_exits_0_and_resumes_bit_identical(tmp_pa
   assert _eval(stopped)["params_fingerprint"] == _eval(reference)["params_fingerprint"]
   got = metrics_log.read(str(stopped / "metrics.jsonl"))
   assert _without_wall_clock(got) == _without_wall_clock(metrics_log.read(str(reference / "metrics.jsonl")))
+
+
+def test_a_second_ctrl_c_stops_at_once_and_says_what_is_not_saved(capsys, monkeypatch):
+  from hffjax import train
+  from hffjax.train.loop import PreemptionWatch
+
+  with PreemptionWatch() as watch:
+    os.kill(os.getpid(), signal.SIGINT)  # the first: save at the next step, then stop
+    time.sleep(0.01)
+    assert watch.reached(5) and watch.signal_name == "SIGINT"
+    assert "Ctrl-C: saving a checkpoint after this step" in capsys.readouterr().err
+    with pytest.raises(KeyboardInterrupt):
+      os.kill(os.getpid(), signal.SIGINT)  # the second: at once
+      time.sleep(0.5)
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the usual handler is back
+
+  def interrupted(*args, **kwargs):
+    raise KeyboardInterrupt
+
+  monkeypatch.setattr(train, "train_and_evaluate", interrupted)
+  assert run(["train", "--config", TINY, "--workdir", "unused"]) == 130
+  assert capsys.readouterr().err.strip() == (
+    "hffjax: interrupted; steps after the last checkpoint are not saved; "
+    "re-run the same command to resume from it (or to start, if there is none)"
+  )
 
 
 def test_a_reader_beside_a_save_in_flight_leaves_it_alone(tmp_path):

@@ -7,6 +7,7 @@ each batch; process 0 alone writes files, prints and shows the progress bar.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 
@@ -35,29 +36,53 @@ from hffjax.train.state import TrainState
 
 
 class Preempted(Exception):
-  """Raised after the checkpoint a SIGTERM asked for is on disk; the CLI exits 0 on it."""
+  """Raised after the checkpoint a SIGTERM (or a first Ctrl-C) asked for is on disk.
+
+  ``signal_name`` is ``"SIGTERM"`` or ``"SIGINT"``; the CLI exits 0 on the
+  first and 130 on the second, as for an interrupt.
+  """
+
+  def __init__(self, message: str, signal_name: str = "SIGTERM"):
+    super().__init__(message)
+    self.signal_name = signal_name
 
 
 class PreemptionWatch:
-  """Notices SIGTERM; every process agrees on the step at which to stop.
+  """Notices SIGTERM, and Ctrl-C on one process; every process agrees on the step at which to stop.
 
   On a multi-process job JAX's runtime catches SIGTERM and its preemption sync
-  point names one step for all processes; on one process a signal handler sets
-  a flag that the loop reads after each step.
+  point names one step for all processes; on one process signal handlers set
+  a flag that the loop reads after each step. There the first Ctrl-C (SIGINT)
+  asks for the same save-and-stop as SIGTERM; a second one interrupts at once.
   """
 
   def __init__(self):
     self._flag = threading.Event()
-    self._previous = None
+    self._previous = {}
+    self.signal_name = "SIGTERM"
 
   def __enter__(self):
     if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, lambda *_: self._flag.set())
+      self._previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._on_signal)
+      self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._on_signal)
     return self
 
   def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for signum, previous in self._previous.items():
+      signal.signal(signum, previous)
+    self._previous = {}
+
+  def _on_signal(self, signum, frame):
+    if signum == signal.SIGINT:
+      if self._flag.is_set():  # a second Ctrl-C: stop now, as without this watch
+        raise KeyboardInterrupt
+      self.signal_name = "SIGINT"
+      print(
+        "\nhffjax: Ctrl-C: saving a checkpoint after this step, then stopping (Ctrl-C again stops at once)",
+        file=sys.stderr,
+        flush=True,
+      )
+    self._flag.set()
 
   def reached(self, step: int, num_steps: int = 1) -> bool:
     """Whether to stop after the training call that ended at ``step`` (it ran ``num_steps`` steps).
@@ -453,7 +478,9 @@ def _train(
         if stop:
           ckpts.wait()
           raise Preempted(
-            f"stopped by SIGTERM at step {step}; checkpoint {last_saved} is saved; re-run the same command to resume"
+            f"stopped by {preemption.signal_name} at step {step}; checkpoint {last_saved} is saved; "
+            "re-run the same command to resume",
+            preemption.signal_name,
           )
   finally:
     bar.close()
