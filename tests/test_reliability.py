@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, eval_cli
+from conftest import ROOT, eval_cli, tree_hashes
 
 from hffjax.io import writers as metrics_log
 from hffjax.main import run
@@ -169,6 +169,32 @@ def test_workdir_with_another_config_is_refused_unless_overwrite(tmp_path, capsy
   assert not (workdir / "early_exit.json").exists() and not (workdir / "plots").exists()
   records = metrics_log.read(str(workdir / "metrics.jsonl"))
   assert [r["step"] for r in records] == [8]
+
+
+def test_a_run_without_its_config_json_or_past_a_shorter_schedule_is_refused(tmp_path, capsys):
+  """Neither resumes under a config that may not be the run's, nor rewrites config.json to one."""
+  workdir = _trained(tmp_path, capsys)  # 3 epochs of 8 steps
+  saved = (workdir / "config.json").read_text()
+  argv = ["train", "--config", TINY, "--workdir", str(workdir)]
+  assert run([*argv, "--config.num_epochs=1"]) == 2
+  err = capsys.readouterr().err.strip()
+  assert err == (
+    f"hffjax: error: {workdir} has trained to step 24, past this config's 8 steps; raise num_epochs "
+    f"(or num_steps) to continue it, or evaluate it with `hffjax eval --workdir {workdir}`"
+  ), err
+  assert (workdir / "config.json").read_text() == saved
+  assert run([*argv, "--config.num_epochs=3"]) == 0  # the schedule it was trained for: reported as it is
+  capsys.readouterr()
+  (workdir / "config.json").unlink()
+  before = tree_hashes(workdir)
+  assert run([*argv, "--config.learning_rate=0.1", "--config.num_epochs=4"]) == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith(
+    f"hffjax: error: {workdir} holds a run but no config.json, so its config cannot be"
+  ), err
+  assert tree_hashes(workdir) == before
+  assert run([*argv, "--config.num_epochs=1", "--overwrite"]) == 0  # discards it: trains anew from step 0
+  assert [r["step"] for r in metrics_log.read(str(workdir / "metrics.jsonl"))] == [8]
 
 
 def test_partial_metrics_line_is_skipped_and_repaired(tmp_path, capsys):

@@ -101,6 +101,12 @@ def append_line(path: str, line: str) -> None:
     os.fsync(f.fileno())
 
 
+def listdir(path: str) -> list[str]:
+  """The names in folder ``path`` (``[]`` when it does not exist)."""
+  p = epath.Path(path)
+  return sorted(c.name for c in p.iterdir()) if p.is_dir() else []
+
+
 def makedirs(path: str) -> None:
   epath.Path(path).mkdir(parents=True, exist_ok=True)
 

@@ -53,9 +53,35 @@ EARLY_EXIT_FILE = "early_exit.json"  # the last `hffjax eval --early_exit`, for 
 PLOTS_DIR = "plots"  # `hffjax plot`'s figures
 
 
-def _prepare(config: ml_collections.ConfigDict, workdir: str, overwrite: bool, data_info: dict) -> None:
+def _newest_checkpoint(workdir: str) -> int | None:
+  steps = [int(n) for n in storage.listdir(storage.join(workdir, "checkpoints")) if n.isdigit()]
+  return max(steps, default=None)
+
+
+def _prepare(
+  config: ml_collections.ConfigDict, workdir: str, overwrite: bool, data_info: dict, total_steps: int | None
+) -> None:
   config_path = storage.join(workdir, "config.json")
   changed = config_changes(workdir, config)
+  trained = _newest_checkpoint(workdir)
+  if changed is None and (trained is not None or storage.exists(storage.join(workdir, writers.FILENAME))):
+    if not overwrite:  # a run whose config was lost: nothing says this config is the one it was trained with
+      raise HFFError(
+        f"{workdir} holds a run but no config.json, so its config cannot be checked; "
+        "restore config.json from a copy of the run, use another --workdir, or --overwrite to discard it"
+      )
+    changed = ["config.json (missing)"]
+  if (
+    changed == []
+    and not overwrite
+    and trained is not None
+    and total_steps is not None
+    and trained > total_steps
+  ):
+    raise HFFError(
+      f"{workdir} has trained to step {trained}, past this config's {total_steps} steps; raise num_epochs "
+      f"(or num_steps) to continue it, or evaluate it with `hffjax eval --workdir {workdir}`"
+    )
   if changed is not None:
     if changed and not overwrite:
       raise HFFError(
@@ -73,18 +99,24 @@ def _prepare(config: ml_collections.ConfigDict, workdir: str, overwrite: bool, d
 
 
 def prepare_workdir(
-  config: ml_collections.ConfigDict, workdir: str, overwrite: bool, data_info: dict | None = None
+  config: ml_collections.ConfigDict,
+  workdir: str,
+  overwrite: bool,
+  data_info: dict | None = None,
+  total_steps: int | None = None,
 ) -> None:
   """Refuses a workdir trained with another config (but for :data:`RESUMABLE_KEYS`) unless ``overwrite``.
 
-  Writes ``config.json`` and ``data.json`` (process 0), then checks that every
+  Also refuses a run whose ``config.json`` is gone, and one already trained
+  past ``total_steps`` (a shorter ``num_epochs``: the run would not be the
+  config's). Writes ``config.json`` and ``data.json`` (process 0), then checks that every
   process sees the workdir process 0 wrote (a shared filesystem).
   """
   error, token = "", 0
   shared_check = jax.process_count() > 1
   if sharding.is_primary():
     try:
-      _prepare(config, workdir, overwrite, data_info or {})
+      _prepare(config, workdir, overwrite, data_info or {}, total_steps)
       token = secrets.randbits(30) + 1  # int32: what a broadcast carries without x64
       if shared_check:
         storage.write_atomic(storage.join(workdir, MARKER), str(token))

@@ -391,7 +391,7 @@ def _train(
     np.asarray(int(_starts_anew(config, workdir, overwrite)), np.int32)
   ):
     pretrained = _load_init_from(exp)
-  prepare_workdir(config, workdir, overwrite, data_info)
+  prepare_workdir(config, workdir, overwrite, data_info, exp.total_steps)
   ckpts = ckpt_lib.Checkpoints(workdir, keep=config.keep_checkpoints)
   state, last_saved, meta = _restore(exp, ckpts)
   if last_saved is None and config.init_from:
