@@ -30,7 +30,7 @@ from hffjax import data as data_lib
 from hffjax import sharding, train
 from hffjax.baselines import build_ff_model
 from hffjax.errors import HFFError
-from hffjax.io import writers
+from hffjax.io import storage, writers
 from hffjax.models import build_model
 
 # The shipped configs: a checkout's configs/, or the installed package hffjax.configs outside one.
@@ -740,12 +740,36 @@ def run_speed_bench(*, quick: bool = False, resnet: bool = True, **kwargs) -> di
   }
 
 
+def _check_writable(path: str, what: str) -> None:
+  """Refuses, before any work, a report path that could not be written (its folder is made)."""
+  existed = os.path.exists(path)
+  try:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "a"):
+      pass
+  except OSError as e:
+    raise HFFError(
+      f"{what} {path} cannot be written ({storage.os_error_cause(e)}); choose another path"
+    ) from None
+  if not existed:
+    os.remove(path)
+
+
 def main(out: str, *, quick: bool, markdown: str | None = None, speed: bool = False, **kwargs) -> dict:
-  report = run_speed_bench(quick=quick, **kwargs) if speed else run_bench(quick=quick, **kwargs)
-  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-  with open(out, "w") as f:
-    json.dump(report, f, indent=2)
+  _check_writable(out, "--out")
   if markdown:
-    update_markdown(markdown, report)
+    _check_writable(markdown, "--markdown")
+  report = run_speed_bench(quick=quick, **kwargs) if speed else run_bench(quick=quick, **kwargs)
+  try:
+    with open(out, "w") as f:
+      json.dump(report, f, indent=2)
+    if markdown:
+      update_markdown(markdown, report)
+  except OSError as e:
+    print(json.dumps(report))  # the report is not lost
+    where = e.filename if isinstance(e.filename, str) and e.filename else out
+    raise HFFError(
+      f"{where} cannot be written ({storage.os_error_cause(e)}); the report is printed above"
+    ) from None
   print(to_markdown(report))
   return report

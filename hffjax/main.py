@@ -77,13 +77,19 @@ def _parser() -> argparse.ArgumentParser:
     help="speed only: CIFAR-shaped synthetic data, --batch_size, float32 and bfloat16, 10 and 100 classes; "
     "then ResNet-18 at 32 and 224 pixels (images/s, HFF/BP, MFU, FF/HFF inference)",
   )
-  b.add_argument("--batch_size", type=int, default=None, help="--speed: global batch size (default 512)")
+  b.add_argument(
+    "--batch_size", type=_positive_int, default=None, help="--speed: global batch size (default 512)"
+  )
   b.add_argument("--markdown", default=None, help="also write this machine's tables into this Markdown file")
-  b.add_argument("--mlp_epochs", type=int, default=None, help="epochs for the MLP runs (default: its config)")
-  b.add_argument("--cnn_epochs", type=int, default=None, help="epochs for the CNN runs (default: its config)")
+  b.add_argument(
+    "--mlp_epochs", type=_positive_int, default=None, help="epochs for the MLP runs (default: its config)"
+  )
+  b.add_argument(
+    "--cnn_epochs", type=_positive_int, default=None, help="epochs for the CNN runs (default: its config)"
+  )
   b.add_argument(
     "--scaling_examples",
-    type=int,
+    type=_positive_int,
     default=None,
     help="examples timed in the class-scaling table (default 128; with --speed, the ResNet FF/HFF "
     "inference table's: 512 on an accelerator, 32 on a CPU)",
@@ -95,6 +101,17 @@ def _parser() -> argparse.ArgumentParser:
   )
   b.add_argument("--debug", action="store_true", help="show full tracebacks")
   return p
+
+
+def _positive_int(text: str) -> int:
+  """An argparse type: an integer >= 1 (argparse turns the error into its usage line, exit 2)."""
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+  return value
 
 
 def _split_overrides(argv: list[str]) -> tuple[list[str], dict[str, str]]:

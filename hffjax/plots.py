@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 
 from hffjax.baselines import FFNet, build_ff_model
 from hffjax.errors import HFFError
+from hffjax.io import storage
 from hffjax.io import workdir as workdir_lib
 from hffjax.io import writers as metrics_log
 from hffjax.models import HFFNet
@@ -152,23 +153,29 @@ def write_figures(
   workdir: str, out_dir: str | None = None, data_dir: str | None = None, num_examples: int = 2000
 ) -> list[str]:
   """Writes every figure of a trained HFF workdir as PNG; returns the paths."""
-  from hffjax.data import CLASS_NAMES  # noqa: PLC0415
-  from hffjax.train import evaluate, restore_experiment  # noqa: PLC0415
+  from hffjax.data import CLASS_NAMES, first_examples  # noqa: PLC0415
+  from hffjax.train import restore_experiment  # noqa: PLC0415
+  from hffjax.train.evaluate import evaluate_split  # noqa: PLC0415
 
   exp, state, _ = restore_experiment(workdir, data_dir)
   model = exp.model(state)
   if not isinstance(model, HFFNet):
     raise HFFError(f"{workdir} holds a {exp.config.method!r} run; `hffjax plot` draws HFF runs")
   out_dir = out_dir or os.path.join(workdir, workdir_lib.PLOTS_DIR)
-  os.makedirs(out_dir, exist_ok=True)
+  try:
+    os.makedirs(out_dir, exist_ok=True)
+  except OSError as e:
+    raise HFFError(
+      f"--out {out_dir} cannot be made ({storage.os_error_cause(e)}); choose another --out"
+    ) from None
   ds = exp.dataset
   names = CLASS_NAMES.get(ds.name)
-  images, labels = ds.test_images[:num_examples], ds.test_labels[:num_examples]
+  images, labels = first_examples(ds, "test", num_examples)  # in memory or streamed (TFDS)
   records = metrics_log.read(os.path.join(workdir, metrics_log.FILENAME))
   result = (
     records[-1]
     if records
-    else evaluate(exp.eval_fn(), state, ds.test_images, ds.test_labels, exp.mesh, exp.eval_batch_size)
+    else evaluate_split(exp.eval_fn(), state, ds, "test", exp.mesh, exp.eval_batch_size)
   )
   figures = {
     "accuracy": accuracy_figure(records),
@@ -186,6 +193,11 @@ def write_figures(
   paths = []
   for name, fig in figures.items():
     path = os.path.join(out_dir, f"{name}.png")
-    fig.savefig(path, dpi=110)
+    try:
+      fig.savefig(path, dpi=110)
+    except OSError as e:
+      raise HFFError(
+        f"{path} cannot be written ({storage.os_error_cause(e)}); choose another --out"
+      ) from None
     paths.append(path)
   return paths

@@ -96,6 +96,24 @@ def test_a_bench_flag_the_chosen_bench_would_ignore_is_refused(capsys, tmp_path,
   assert not (tmp_path / "b.json").exists()
 
 
+def test_a_bench_report_path_that_cannot_be_written_is_refused_before_the_bench_runs(capsys, tmp_path):
+  (tmp_path / "a_file").write_text("")
+  blocked = tmp_path / "a_file" / "b.json"
+  _expect_error(capsys, ["bench", "--quick", "--out", str(blocked)], f"--out {blocked} cannot be written (")
+  _expect_error(capsys, ["bench", "--quick", "--out", str(tmp_path)], f"--out {tmp_path} cannot be written (")
+  argv = ["bench", "--quick", "--out", str(tmp_path / "b.json"), "--markdown", str(blocked)]
+  _expect_error(capsys, argv, f"--markdown {blocked} cannot be written (")
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # nothing written, no empty report left
+
+
+@pytest.mark.parametrize("flag", ["--batch_size", "--scaling_examples", "--mlp_epochs", "--cnn_epochs"])
+def test_a_bench_count_below_one_is_a_usage_error(capsys, tmp_path, flag):
+  with pytest.raises(SystemExit) as exit_info:
+    run(["bench", "--out", str(tmp_path / "b.json"), flag, "-3"])
+  assert exit_info.value.code == 2
+  assert f"argument {flag}: must be an integer >= 1, got -3" in capsys.readouterr().err
+
+
 def test_missing_config_file(capsys, tmp_path):
   _expect_error(capsys, ["train", "--config", "nope.py", "--workdir", str(tmp_path)], "not found")
 

@@ -1,5 +1,6 @@
 import os
 
+import pytest
 from conftest import ROOT
 
 from hffjax.main import run
@@ -29,3 +30,32 @@ def test_plot_refuses_a_baseline_run(tmp_path, capsys):
   capsys.readouterr()
   assert run(["plot", "--workdir", workdir]) != 0
   assert "draws HFF runs" in capsys.readouterr().err
+
+
+def test_plot_draws_a_streamed_run_and_names_an_out_it_cannot_write(tmp_path, capsys):
+  """A run on a TFDS dataset (its test split streamed, not in memory) is drawn like any other."""
+  pytest.importorskip("tensorflow_datasets")
+  from tfds_fixture import build_variable_size_dataset
+
+  build_variable_size_dataset(str(tmp_path / "tfds"), num_train=64, num_test=24)
+  workdir = str(tmp_path / "w")
+  argv = [
+    "train",
+    "--config",
+    TINY,
+    "--workdir",
+    workdir,
+    "--config.dataset=var_shapes",
+    "--config.num_epochs=1",
+  ]
+  assert run([*argv, f"--config.data_dir={tmp_path / 'tfds'}", "--config.image_size=8"]) == 0
+  capsys.readouterr()
+  assert run(["plot", "--workdir", workdir]) == 0
+  printed = capsys.readouterr().out.split()
+  assert [os.path.basename(p) for p in printed] == [f"{f}.png" for f in FIGURES]
+  (tmp_path / "a_file").write_text("")
+  assert run(["plot", "--workdir", workdir, "--out", str(tmp_path / "a_file")]) == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith(f"hffjax: error: --out {tmp_path / 'a_file'} cannot be made (") and "\n" not in err, (
+    err
+  )

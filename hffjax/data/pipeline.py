@@ -191,6 +191,15 @@ class EvalBatch:
     return -(-len(self.source) // self.global_batch)
 
 
+def first_examples(ds: Dataset, split: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+  """``(images [m, H, W, K] uint8, labels [m])``: the first ``m = min(n, len)`` records of ``split`` as
+  evaluation reads them (resized and centre-cropped when the run sets ``image_size``), in memory or streamed."""
+  source = getattr(ds, split)
+  m = min(int(n), len(source))
+  batch = EvalBatch(source, max(m, 1), image_size=host_resize_size(ds, source))(0)
+  return batch["image"][:m], batch["label"][:m]
+
+
 def eval_iterator(
   ds: Dataset,
   split: str,

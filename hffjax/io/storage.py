@@ -31,9 +31,14 @@ _CAUSES = {
 }
 
 
+def os_error_cause(e: OSError) -> str:
+  """The cause of an ``OSError`` in a few words (``no space left on the device``)."""
+  return _CAUSES.get(e.errno) or (e.strerror or str(e) or type(e).__name__).lower()
+
+
 def describe_os_error(e: OSError, path: str) -> str:
   """One line naming the path and the cause of an ``OSError``, and what to do."""
-  cause = _CAUSES.get(e.errno) or (e.strerror or str(e) or type(e).__name__).lower()
+  cause = os_error_cause(e)
   where = e.filename if isinstance(e.filename, str) and e.filename else path
   hint = {
     errno.ENOSPC: "free some space or use another --workdir",
