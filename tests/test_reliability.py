@@ -125,6 +125,26 @@ def test_damaged_latest_checkpoint_falls_back(tmp_path, capsys, damage):
   assert [r["step"] for r in records] == [8, 16, 24]
 
 
+def test_a_damaged_checkpoint_is_one_warning_line_on_the_command_line(tmp_path, capsys):
+  """Not buried under the aborted reads' 'Event loop is closed' reports (one per read in flight)."""
+  workdir = _trained(tmp_path, capsys)
+  for name in os.listdir(workdir / "checkpoints" / "24" / "state" / "d"):
+    with open(workdir / "checkpoints" / "24" / "state" / "d" / name, "r+b") as f:
+      f.truncate(10)
+  done = subprocess.run(
+    [sys.executable, "-m", "hffjax", "eval", "--workdir", str(workdir)],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert done.returncode == 0, done.stderr[-3000:]
+  assert json.loads(done.stdout.strip().splitlines()[-1])["step"] == 16
+  err = done.stderr.strip().splitlines()
+  assert len(err) == 1 and err[0].startswith("hffjax: warning: checkpoint 24 in "), done.stderr[-3000:]
+  assert err[0].endswith("falling back to checkpoint 16"), err[0]
+
+
 def test_a_resume_compares_the_checkpoint_lists_once(tmp_path, capsys, monkeypatch):
   from hffjax.io.checkpoint import Checkpoints
 

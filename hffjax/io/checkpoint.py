@@ -268,6 +268,7 @@ class Checkpoints:
       HFFError: there is no checkpoint, none is intact, or the state does not
         match ``abstract_state`` (another model or config).
     """
+    quiet_aborted_reads()
     if step is not None:
       steps = [step]
     else:
@@ -341,6 +342,23 @@ _MESSAGE_ERRNOS = (
   ("Permission denied", errno.EACCES),
   ("Disk quota exceeded", errno.EDQUOT),
 )
+
+
+def quiet_aborted_reads() -> None:
+  """Drops the ``RuntimeError: Event loop is closed`` that each TensorStore read still in flight reports
+  (as unraisable, with a traceback) once a damaged checkpoint's failed restore has closed its event
+  loop: dozens of them would bury the one-line warning that says what happened. Others pass on."""
+  previous = sys.unraisablehook
+  if getattr(previous, "hffjax_quiet", False):
+    return
+
+  def hook(unraisable):
+    e = unraisable.exc_value
+    if not (isinstance(e, RuntimeError) and str(e) == "Event loop is closed"):
+      previous(unraisable)
+
+  hook.hffjax_quiet = True
+  sys.unraisablehook = hook
 
 
 def error_line(e: BaseException) -> str:

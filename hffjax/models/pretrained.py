@@ -27,6 +27,7 @@ from hffjax.io.checkpoint import (
   host_restore_args,
   not_damage,
   path_keys,
+  quiet_aborted_reads,
   this_process_only,
   warn,
   weights_fingerprint,
@@ -147,6 +148,7 @@ def _restore_folder(path: str) -> dict:
 
 def _newest_readable(directory: str, path: str) -> tuple[int, dict]:
   """``(step, tree)`` of the newest checkpoint that restores; an unreadable one is skipped with a warning."""
+  quiet_aborted_reads()
   handlers = {
     "state": ocp.PyTreeCheckpointHandler(multiprocessing_options=this_process_only()),
     "meta": ocp.JsonCheckpointHandler(multiprocessing_options=this_process_only()),
