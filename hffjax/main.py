@@ -20,7 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     epilog="Override any config key with --config.KEY=VALUE, e.g. --config.num_epochs=1.",
   )
   t.add_argument("--config", required=True, help="config file, e.g. configs/fashion_mnist_mlp.py")
-  t.add_argument("--workdir", required=True, help="where checkpoints and metrics.jsonl go")
+  t.add_argument("--workdir", required=True, type=_workdir, help="where checkpoints and metrics.jsonl go")
   t.add_argument(
     "--overwrite", action="store_true", help="discard a run in --workdir trained with another config"
   )
@@ -38,14 +38,16 @@ def _parser() -> argparse.ArgumentParser:
     "--initialization_timeout", type=int, default=300, help="seconds to wait for every process to join"
   )
   e = sub.add_parser("eval", help="evaluate the latest checkpoint of a workdir")
-  e.add_argument("--workdir", required=True)
+  e.add_argument("--workdir", required=True, type=_workdir)
   e.add_argument("--data_dir", default=None, help="override the data dir saved with the run")
   e.add_argument(
     "--early_exit",
     action="store_true",
     help="accuracy, compute and speed of early exit over a threshold grid",
   )
-  e.add_argument("--confidence", default="softmax", help="--early_exit: softmax (max probability) or margin")
+  e.add_argument(
+    "--confidence", default=None, help="--early_exit: softmax (max probability; the default) or margin"
+  )
   e.add_argument(
     "--thresholds",
     default=None,
@@ -53,18 +55,18 @@ def _parser() -> argparse.ArgumentParser:
   )
   e.add_argument(
     "--target_loss",
-    type=float,
-    default=0.002,
-    help="--early_exit: accuracy loss allowed on the validation split",
+    type=_fraction,
+    default=None,
+    help="--early_exit: accuracy loss allowed on the validation split, in [0, 1] (default 0.002)",
   )
   e.add_argument("--debug", action="store_true", help="show full tracebacks")
   pr = sub.add_parser("predict", help="classify image files with a trained run (one JSON line per image)")
-  pr.add_argument("--workdir", required=True)
+  pr.add_argument("--workdir", required=True, type=_workdir)
   pr.add_argument("images", nargs="+", help="PNG/JPEG files, or folders of them")
   pr.add_argument("--top_k", type=int, default=3, help="classes to show per image")
   pr.add_argument("--debug", action="store_true", help="show full tracebacks")
   pl = sub.add_parser("plot", help="write a trained run's figures as PNG")
-  pl.add_argument("--workdir", required=True)
+  pl.add_argument("--workdir", required=True, type=_workdir)
   pl.add_argument("--out", default=None, help="folder for the PNGs (default: WORKDIR/plots)")
   pl.add_argument("--data_dir", default=None, help="override the data dir saved with the run")
   pl.add_argument("--debug", action="store_true", help="show full tracebacks")
@@ -101,6 +103,24 @@ def _parser() -> argparse.ArgumentParser:
   )
   b.add_argument("--debug", action="store_true", help="show full tracebacks")
   return p
+
+
+def _fraction(text: str) -> float:
+  """An argparse type: a number in [0, 1]."""
+  try:
+    value = float(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}") from None
+  if not 0 <= value <= 1:
+    raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {value}")
+  return value
+
+
+def _workdir(text: str) -> str:
+  """An argparse type: a non-empty path."""
+  if not text.strip():
+    raise argparse.ArgumentTypeError("must be a folder path, got an empty one")
+  return text
 
 
 def _positive_int(text: str) -> int:
@@ -155,6 +175,10 @@ def run(argv: list[str]) -> int:
       raise HFFError("--config.KEY=VALUE overrides only apply to `train`")
     if args.command == "bench":
       _check_bench_flags(args)
+    if args.command == "eval" and not args.early_exit:
+      given = [f"--{k}" for k in ("confidence", "thresholds", "target_loss") if getattr(args, k) is not None]
+      if given:
+        raise HFFError(f"{', '.join(given)} only apply with --early_exit; add it or leave them out")
     if not debug:
       # Orbax's writer threads log a failed save at length; hffjax reports it as one line.
       logging.getLogger("absl").setLevel(logging.CRITICAL)
@@ -198,7 +222,9 @@ def run(argv: list[str]) -> int:
         grid = [float(t) for t in args.thresholds.split(",")] if args.thresholds else None
       except ValueError:
         raise HFFError(f"--thresholds must be comma-separated numbers, got {args.thresholds!r}") from None
-      result = evaluate_early_exit(args.workdir, args.confidence, grid, target_loss=args.target_loss)
+      confidence = args.confidence or "softmax"
+      target_loss = 0.002 if args.target_loss is None else args.target_loss
+      result = evaluate_early_exit(args.workdir, confidence, grid, target_loss=target_loss)
       if sharding.is_primary():
         from hffjax.io import storage
         from hffjax.train.early_exit import EARLY_EXIT_FILE

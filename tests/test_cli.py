@@ -114,6 +114,30 @@ def test_a_bench_count_below_one_is_a_usage_error(capsys, tmp_path, flag):
   assert f"argument {flag}: must be an integer >= 1, got -3" in capsys.readouterr().err
 
 
+def test_early_exit_flags_without_early_exit_and_an_empty_workdir_are_refused(capsys, tmp_path):
+  workdir = str(tmp_path / "w")
+  for flags in (["--confidence", "margin"], ["--thresholds", "0.9"], ["--target_loss", "0.01"]):
+    _expect_error(capsys, ["eval", "--workdir", workdir, *flags], f"{flags[0]} only apply with --early_exit")
+  for argv, fragment in (
+    (
+      ["eval", "--workdir", workdir, "--early_exit", "--target_loss", "-1"],
+      "must be a number in [0, 1], got -1.0",
+    ),
+    (
+      ["train", "--config", TINY, "--workdir", ""],
+      "argument --workdir: must be a folder path, got an empty one",
+    ),
+  ):
+    with pytest.raises(SystemExit) as exit_info:
+      run(argv)
+    assert exit_info.value.code == 2 and fragment in capsys.readouterr().err
+
+
+def test_a_shift_as_large_as_the_image_is_refused(capsys, tmp_path):
+  argv = ["train", "--config", TINY, "--workdir", str(tmp_path / "w"), "--config.augment_shift=8"]
+  _expect_error(capsys, argv, "augment_shift=8 moves 8x8 images by as much as their side or more")
+
+
 def test_missing_config_file(capsys, tmp_path):
   _expect_error(capsys, ["train", "--config", "nope.py", "--workdir", str(tmp_path)], "not found")
 
@@ -279,3 +303,21 @@ def test_a_block_written_outside_hffjax_trains_resumes_and_evaluates(capsys, tmp
   )
   _expect_error(capsys, [*base, "--config.model.kind=hffjax.losses:nothing"], "hffjax.losses has no nothing")
   _expect_error(capsys, [*base, "--config.model.kind=hffjax.losses:goodness"], "does not take (model_config")
+
+
+def test_a_builder_of_ones_own_that_fails_is_one_line_naming_it(capsys, tmp_path, monkeypatch):
+  (tmp_path / "failing_blocks.py").write_text(
+    "def build(model_config, *, input_shape, rngs):\n  raise KeyError('hidden_size')\n"
+  )
+  monkeypatch.syspath_prepend(str(tmp_path))
+  argv = [
+    "train",
+    "--config",
+    TINY,
+    "--workdir",
+    str(tmp_path / "w"),
+    "--config.model.kind=failing_blocks:build",
+  ]
+  _expect_error(
+    capsys, argv, "model.kind 'failing_blocks:build' failed to build the blocks: KeyError: 'hidden_size'"
+  )

@@ -73,6 +73,12 @@ def test_a_named_data_dir_without_the_files_is_refused_rather_than_replaced(tmp_
     data.load_dataset(_config("fashion_mnist", ""))
 
 
+def test_labels_of_one_class_are_refused(tmp_path):
+  write_idx_folder(tmp_path, max_label=0)
+  with pytest.raises(HFFError, match=r"^fashion_mnist has labels of 1 class; a classifier needs at least 2"):
+    data.load_dataset(_config("fashion_mnist", tmp_path))
+
+
 def test_missing_file_is_named(tmp_path):
   write_idx_folder(tmp_path)
   os.remove(tmp_path / "t10k-labels-idx1-ubyte.gz")

@@ -183,6 +183,9 @@ def test_workdir_with_another_config_is_refused_unless_overwrite(tmp_path, capsy
   err = capsys.readouterr().err.strip()
   assert len(err.splitlines()) == 1 and "learning_rate differ" in err and "--overwrite" in err
   assert open(workdir / "metrics.jsonl").read() == before  # nothing was touched
+  wider = ["train", "--config", TINY, "--workdir", str(workdir), "--config.model.widths=(32, 16)"]
+  assert run([*wider, "--config.seed=3"]) != 0
+  assert "(model.widths, seed differ)" in capsys.readouterr().err  # each key by its own name
   (workdir / "early_exit.json").write_text("{}")  # the discarded run's evaluation outputs go with it
   (workdir / "plots").mkdir()
   assert run([*argv, "--overwrite", "--config.num_epochs=1"]) == 0
@@ -204,7 +207,8 @@ def test_a_run_without_its_config_json_or_past_a_shorter_schedule_is_refused(tmp
   ), err
   assert (workdir / "config.json").read_text() == saved
   assert run([*argv, "--config.num_epochs=3"]) == 0  # the schedule it was trained for: reported as it is
-  capsys.readouterr()
+  summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert summary["step"] == 24 and summary["epoch"] == 3 and isinstance(summary["epoch"], int)
   (workdir / "config.json").unlink()
   before = tree_hashes(workdir)
   assert run([*argv, "--config.learning_rate=0.1", "--config.num_epochs=4"]) == 2

@@ -594,6 +594,11 @@ def validate(ds: Dataset) -> None:
   splits = [("train", ds.train), ("test", ds.test)] + (
     [("validation", ds.validation)] if ds.validation else []
   )
+  if ds.num_classes < 2:
+    raise HFFError(
+      f"{ds.name} has labels of {ds.num_classes} class{'es' * (ds.num_classes != 1)}; a classifier needs at "
+      "least 2: fix the labels file"
+    )
   for split, source in splits:
     if len(source) == 0:
       raise HFFError(f"{ds.name} has an empty {split} split; fix the data")

@@ -40,8 +40,16 @@ def config_changes(workdir: str, config: ml_collections.ConfigDict) -> list[str]
     saved = json.loads(config_lib.to_json(config_lib.from_json(storage.read_text(config_path))))
   except (OSError, ValueError, TypeError):
     return ["config.json (unreadable)"]
-  now = json.loads(config_lib.to_json(config))
+  saved, now = _flat(saved), _flat(json.loads(config_lib.to_json(config)))
   return sorted(k for k in set(saved) | set(now) if k not in RESUMABLE_KEYS and saved.get(k) != now.get(k))
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+  """``{"model": {"widths": …}}`` as ``{"model.widths": …}``, so that a change is named by its own key."""
+  out = {}
+  for k, v in tree.items():
+    out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v})
+  return out
 
 
 def same_config(workdir: str, config: ml_collections.ConfigDict) -> bool:

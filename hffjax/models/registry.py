@@ -108,7 +108,14 @@ def build_blocks(model_config, *, input_shape: tuple[int, int, int], rngs: nnx.R
       f"model.kind {model_config.kind!r} does not take (model_config, *, input_shape, rngs); "
       "name a block builder (see hffjax/models/registry.py)"
     ) from None
-  blocks = list(builder(model_config, input_shape=tuple(input_shape), rngs=rngs))
+  try:
+    blocks = list(builder(model_config, input_shape=tuple(input_shape), rngs=rngs))
+  except HFFError:
+    raise
+  except Exception as e:  # noqa: BLE001 - a builder of one's own: named, with --debug for the traceback
+    raise HFFError(
+      f"model.kind {model_config.kind!r} failed to build the blocks: {type(e).__name__}: {e}"
+    ) from e
   if not blocks or not all(isinstance(b, nnx.Module) for b in blocks):
     raise HFFError(
       f"model.kind {model_config.kind!r} built {blocks!r:.80}; a builder returns a list of nnx.Modules"

@@ -78,7 +78,8 @@ def output_shapes(
 def _channel_stats(value, channels: int, name: str) -> tuple[float, ...]:
   values = tuple(float(v) for v in (value if isinstance(value, (tuple, list)) else (value,)))
   if len(values) not in (1, channels):
-    raise HFFError(f"{name} has {len(values)} values for {channels}-channel images; give 1 or {channels}")
+    allowed = "1" if channels == 1 else f"1 or {channels}"
+    raise HFFError(f"{name} has {len(values)} values for {channels}-channel images; give {allowed}")
   if name == "pixel_std" and min(values) <= 0:
     raise HFFError(f"pixel_std must be > 0, got {values}")
   return values

@@ -204,6 +204,11 @@ def setup(
       f"data_on_device gathers the stored {shape[0]}x{shape[1]} images on the device, but image_size={size} "
       "needs them resized on the host; set data_on_device=False or image_size=0"
     )
+  if config.augment_shift and config.augment_shift >= min(ds.image_shape[:2]):
+    raise HFFError(
+      f"augment_shift={config.augment_shift} moves {ds.image_shape[0]}x{ds.image_shape[1]} images by as much "
+      "as their side or more; use a shift below it (a few pixels)"
+    )
   n_dev = mesh.devices.size
   eval_bs = min(config.eval_batch_size, max(len(ds.test), len(ds.validation or ())))
   eval_bs = -(-eval_bs // n_dev) * n_dev

@@ -489,7 +489,8 @@ def _train(
     writer.close()
     ckpts.close()
   if result is None:  # Already trained to the end: report the restored model.
-    result = {"step": start, "epoch": start / spe, **_evaluate_all(exp, eval_fn, state)}
+    epoch = start // spe if start % spe == 0 else round(start / spe, 4)  # as in the records
+    result = {"step": start, "epoch": epoch, **_evaluate_all(exp, eval_fn, state)}
   return result, exp, state
 
 
