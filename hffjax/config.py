@@ -468,6 +468,13 @@ def _unknown_keys(config: ml_collections.ConfigDict, base: ml_collections.Config
       yield from _unknown_keys(config[k], base[k], f"{prefix}{k}.")
 
 
+def _not_base_keys(config: ml_collections.ConfigDict) -> list[str]:
+  """Keys that :func:`base_config` lacks (a misspelt one leaves the real key at its default); only a
+  builder of one's own (``model.kind`` as ``module:function``) takes ``model.*`` keys of its own."""
+  custom = ":" in str(config.model.kind) if "model" in config and "kind" in config.model else False
+  return [k for k in _unknown_keys(config, base_config()) if not (custom and k.startswith("model."))]
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Refuses values that would fail later or train something silently wrong.
 
@@ -478,9 +485,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   """
   for key, check in CHECKS.items():
     check(key, _lookup(config, key))
-  # A misspelt key would leave the real one at its default; only a builder of one's own takes more model.* keys.
-  custom = ":" in str(config.model.kind)
-  unknown = [k for k in _unknown_keys(config, base_config()) if not (custom and k.startswith("model."))]
+  unknown = _not_base_keys(config)
   if unknown:
     raise HFFError(
       f"unknown config key{'s' * (len(unknown) > 1)} {', '.join(map(repr, unknown))}; every key is in "
@@ -529,5 +534,10 @@ def from_json(text: str) -> ml_collections.ConfigDict:
         dst[k] = v
 
   merge(config, saved)
+  # Keys today's code does not know (a run saved when any key was accepted) had no effect: left out,
+  # so that such a run still evaluates and resumes.
+  for key in _not_base_keys(config):
+    parent, _, leaf = key.rpartition(".")
+    del (config[parent] if parent else config)[leaf]
   config.lock()
   return config

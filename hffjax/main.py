@@ -178,7 +178,11 @@ def run(argv: list[str]) -> int:
     if args.command == "eval" and not args.early_exit:
       given = [f"--{k}" for k in ("confidence", "thresholds", "target_loss") if getattr(args, k) is not None]
       if given:
-        raise HFFError(f"{', '.join(given)} only apply with --early_exit; add it or leave them out")
+        one = len(given) == 1
+        raise HFFError(
+          f"{', '.join(given)} {'applies' if one else 'apply'} only with --early_exit; "
+          f"add it or leave {'it' if one else 'them'} out"
+        )
     if not debug:
       # Orbax's writer threads log a failed save at length; hffjax reports it as one line.
       logging.getLogger("absl").setLevel(logging.CRITICAL)
@@ -257,7 +261,10 @@ def run(argv: list[str]) -> int:
         extra.update({"batch_size": args.batch_size} if args.batch_size else {})
       else:
         extra.update(mlp_epochs=args.mlp_epochs, cnn_epochs=args.cnn_epochs)
-      bench.main(args.out, quick=args.quick, markdown=args.markdown, speed=args.speed, **extra)
+      try:
+        bench.main(args.out, quick=args.quick, markdown=args.markdown, speed=args.speed, **extra)
+      except train.Preempted:  # Ctrl-C in one of its trainings: their workdirs are temporary
+        raise KeyboardInterrupt from None
     return 0
   except HFFError as e:
     if debug:
@@ -265,11 +272,9 @@ def run(argv: list[str]) -> int:
     print(f"hffjax: error: {e}", file=sys.stderr)
     return 2
   except KeyboardInterrupt:
-    print(
-      "hffjax: interrupted; steps after the last checkpoint are not saved; "
-      "re-run the same command to resume from it (or to start, if there is none)",
-      file=sys.stderr,
-    )
+    resumable = "; steps after the last checkpoint are not saved; re-run the same command to resume from it"
+    tail = f"{resumable} (or to start, if there is none)" if argv[:1] == ["train"] else ""
+    print(f"hffjax: interrupted{tail}", file=sys.stderr)
     return 130
 
 

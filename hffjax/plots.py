@@ -153,7 +153,7 @@ def write_figures(
   workdir: str, out_dir: str | None = None, data_dir: str | None = None, num_examples: int = 2000
 ) -> list[str]:
   """Writes every figure of a trained HFF workdir as PNG; returns the paths."""
-  from hffjax.data import CLASS_NAMES, first_examples  # noqa: PLC0415
+  from hffjax.data import first_examples  # noqa: PLC0415
   from hffjax.train import restore_experiment  # noqa: PLC0415
   from hffjax.train.evaluate import evaluate_split  # noqa: PLC0415
 
@@ -169,7 +169,7 @@ def write_figures(
       f"--out {out_dir} cannot be made ({storage.os_error_cause(e)}); choose another --out"
     ) from None
   ds = exp.dataset
-  names = CLASS_NAMES.get(ds.name)
+  names = ds.class_names  # of the classes the run trained on (config.classes keeps some)
   images, labels = first_examples(ds, "test", num_examples)  # in memory or streamed (TFDS)
   records = metrics_log.read(os.path.join(workdir, metrics_log.FILENAME))
   result = (

@@ -117,7 +117,11 @@ def test_a_bench_count_below_one_is_a_usage_error(capsys, tmp_path, flag):
 def test_early_exit_flags_without_early_exit_and_an_empty_workdir_are_refused(capsys, tmp_path):
   workdir = str(tmp_path / "w")
   for flags in (["--confidence", "margin"], ["--thresholds", "0.9"], ["--target_loss", "0.01"]):
-    _expect_error(capsys, ["eval", "--workdir", workdir, *flags], f"{flags[0]} only apply with --early_exit")
+    _expect_error(
+      capsys,
+      ["eval", "--workdir", workdir, *flags],
+      f"{flags[0]} applies only with --early_exit; add it or leave it out",
+    )
   for argv, fragment in (
     (
       ["eval", "--workdir", workdir, "--early_exit", "--target_loss", "-1"],

@@ -284,6 +284,20 @@ def test_a_key_base_config_lacks_is_refused_unless_a_builder_of_ones_own_takes_i
   assert "unknown config key 'learning_rte'" in _refusal(c)
 
 
+def test_a_saved_config_with_keys_base_config_lacks_restores_without_them():
+  """A run saved when any key was accepted (``c.notes``) still evaluates and resumes."""
+  import json
+
+  saved = json.loads(config_lib.to_json(load_config("tiny")))
+  saved["notes"], saved["model"]["widht"] = "first try", 3
+  restored = config_lib.from_json(json.dumps(saved))
+  assert "notes" not in restored and "widht" not in restored.model
+  validate_config(restored)
+  assert config_lib.to_json(restored) == config_lib.to_json(load_config("tiny"))
+  saved["model"]["kind"] = "mypackage.blocks:build"  # a builder of one's own keeps its model.* keys
+  assert config_lib.from_json(json.dumps(saved)).model.widht == 3
+
+
 @pytest.mark.parametrize(
   "body,fragment",
   [

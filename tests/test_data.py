@@ -73,6 +73,20 @@ def test_a_named_data_dir_without_the_files_is_refused_rather_than_replaced(tmp_
     data.load_dataset(_config("fashion_mnist", ""))
 
 
+def test_fashion_mnist_prepared_by_tfds_is_found_through_the_environment(tmp_path, monkeypatch):
+  tfds = pytest.importorskip("tensorflow_datasets")
+  from tfds_fixture import build_variable_size_dataset
+
+  version = str(tfds.builder_cls("fashion_mnist").VERSION)
+  build_variable_size_dataset(
+    str(tmp_path), name="fashion_mnist", version=version, image_shape=(28, 28, 1), num_classes=10, png=True
+  )
+  monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path))
+  ds = data.load_dataset(_config("fashion_mnist", ""))
+  assert isinstance(ds.train, data.RecordSource) and (len(ds.train), len(ds.test)) == (60, 20)
+  assert ds.image_shape == (28, 28, 1) and ds.num_classes == 10
+
+
 def test_labels_of_one_class_are_refused(tmp_path):
   write_idx_folder(tmp_path, max_label=0)
   with pytest.raises(HFFError, match=r"^fashion_mnist has labels of 1 class; a classifier needs at least 2"):

@@ -59,3 +59,24 @@ def test_plot_draws_a_streamed_run_and_names_an_out_it_cannot_write(tmp_path, ca
   assert err.startswith(f"hffjax: error: --out {tmp_path / 'a_file'} cannot be made (") and "\n" not in err, (
     err
   )
+
+
+def test_plot_names_the_classes_a_subset_run_trained_on(tmp_path, capsys):
+  from test_data import write_idx_folder
+
+  (tmp_path / "idx").mkdir()
+  write_idx_folder(tmp_path / "idx", n_train=400, n_test=60)
+  workdir = str(tmp_path / "w")
+  argv = [
+    "train",
+    "--config",
+    TINY,
+    "--workdir",
+    workdir,
+    "--config.dataset=fashion_mnist",
+    "--config.num_epochs=1",
+  ]
+  assert run([*argv, f"--config.data_dir={tmp_path / 'idx'}", "--config.classes=(5, 7, 9)"]) == 0
+  capsys.readouterr()
+  assert run(["plot", "--workdir", workdir]) == 0  # three prototypes, three class names
+  assert [os.path.basename(p) for p in capsys.readouterr().out.split()] == [f"{f}.png" for f in FIGURES]

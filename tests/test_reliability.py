@@ -140,9 +140,10 @@ def test_a_damaged_checkpoint_is_one_warning_line_on_the_command_line(tmp_path, 
   )
   assert done.returncode == 0, done.stderr[-3000:]
   assert json.loads(done.stdout.strip().splitlines()[-1])["step"] == 16
-  err = done.stderr.strip().splitlines()
-  assert len(err) == 1 and err[0].startswith("hffjax: warning: checkpoint 24 in "), done.stderr[-3000:]
-  assert err[0].endswith("falling back to checkpoint 16"), err[0]
+  assert "Traceback" not in done.stderr and "Event loop is closed" not in done.stderr, done.stderr[-3000:]
+  warnings = [line for line in done.stderr.splitlines() if line.startswith("hffjax: warning:")]
+  assert len(warnings) == 1 and warnings[0].startswith("hffjax: warning: checkpoint 24 in "), warnings
+  assert warnings[0].endswith("falling back to checkpoint 16"), warnings[0]
 
 
 def test_a_resume_compares_the_checkpoint_lists_once(tmp_path, capsys, monkeypatch):
@@ -290,6 +291,31 @@ def test_a_second_ctrl_c_stops_at_once_and_says_what_is_not_saved(capsys, monkey
     "hffjax: interrupted; steps after the last checkpoint are not saved; "
     "re-run the same command to resume from it (or to start, if there is none)"
   )
+
+  # The bench's trainings live in temporary folders: nothing to resume, and no traceback.
+  def preempted(*args, **kwargs):
+    raise train.Preempted("stopped by SIGINT at step 3; …", "SIGINT")
+
+  from hffjax import bench
+
+  monkeypatch.setattr(bench, "main", preempted)
+  assert run(["bench", "--quick", "--out", "unused.json"]) == 130
+  assert capsys.readouterr().err.strip() == "hffjax: interrupted"
+
+
+def test_ctrl_c_is_left_alone_where_it_is_ignored(monkeypatch):
+  """A run started in the background by a script ignores SIGINT: Ctrl-C at the script does not stop it."""
+  from hffjax.train.loop import PreemptionWatch
+
+  previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+  try:
+    with PreemptionWatch() as watch:
+      assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+      os.kill(os.getpid(), signal.SIGINT)
+      time.sleep(0.01)
+      assert not watch.reached(1)
+  finally:
+    signal.signal(signal.SIGINT, previous)
 
 
 def test_a_reader_beside_a_save_in_flight_leaves_it_alone(tmp_path):

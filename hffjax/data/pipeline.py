@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import signal
 from collections.abc import Iterator
 
 import grain
@@ -91,6 +92,11 @@ def _read(
   return images, np.asarray([label for _, label in records], np.int32)
 
 
+def _ignore_sigint(worker_index: int, worker_count: int) -> None:
+  """In each grain worker: Ctrl-C is the main process's to handle (it saves, then stops the workers)."""
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainBatch:
   """Step -> this process's batch ``{"image", "label"}``; grain maps it over step numbers."""
@@ -151,7 +157,7 @@ def train_iterator(
   if workers > 0:
     if not flags.FLAGS.is_parsed():  # grain's workers read absl flags; hffjax has its own command line
       flags.FLAGS.mark_as_parsed()
-    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers), worker_init_fn=_ignore_sigint)
   return iter(it)
 
 

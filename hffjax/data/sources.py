@@ -302,7 +302,10 @@ def find_idx_dir(name: str, data_dir: str | None) -> str:
     state = (
       "does not exist" if not os.path.isdir(named) else f"holds no {name} IDX files (nor does its {name}/)"
     )
-    raise HFFError(f"data dir {named} (from {how}) {state}; put the four IDX .gz files of {name} there")
+    raise HFFError(
+      f"data dir {named} (from {how}) {state}; put the four IDX .gz files of {name} there, "
+      f"or prepare {name} there with TFDS"
+    )
   hint = "apt-get install dataset-fashion-mnist" if name == "fashion_mnist" else "download the IDX files"
   raise HFFError(
     f"no {name} IDX files found (looked in {', '.join(candidates) or 'nowhere'}); "
@@ -556,10 +559,13 @@ def load_dataset(config) -> Dataset:
       num_classes=s.num_classes,
       seed=config.seed,
     )
-  elif name in IDX_DATASETS and _tfds_prepared(name, config.data_dir) and not _has_idx(name, config.data_dir):
-    ds = load_tfds_dataset(name, config.data_dir)  # e.g. prepared by TFDS in a notebook
   elif name in IDX_DATASETS:
-    ds = load_idx_dataset(name, config.data_dir or None)
+    # IDX files where the user points (data_dir, else $HFFJAX_DATA_DIR), else TFDS's prepared copy there.
+    named = config.data_dir or os.environ.get(DATA_DIR_ENV, "")
+    if _tfds_prepared(name, named) and not _has_idx(name, named):
+      ds = load_tfds_dataset(name, named)  # e.g. prepared by TFDS in a notebook
+    else:
+      ds = load_idx_dataset(name, config.data_dir or None)
   else:
     ds = load_tfds_dataset(name, config.data_dir or None)
   image_size = int(config.get("image_size", 0) or 0)

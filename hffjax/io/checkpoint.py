@@ -268,7 +268,10 @@ class Checkpoints:
       HFFError: there is no checkpoint, none is intact, or the state does not
         match ``abstract_state`` (another model or config).
     """
-    quiet_aborted_reads()
+    with quiet_aborted_reads():
+      return self._restore(abstract_state, step, delete_damaged=delete_damaged, agreed=agreed)
+
+  def _restore(self, abstract_state, step, *, delete_damaged, agreed):
     if step is not None:
       steps = [step]
     else:
@@ -344,21 +347,32 @@ _MESSAGE_ERRNOS = (
 )
 
 
-def quiet_aborted_reads() -> None:
-  """Drops the ``RuntimeError: Event loop is closed`` that each TensorStore read still in flight reports
-  (as unraisable, with a traceback) once a damaged checkpoint's failed restore has closed its event
-  loop: dozens of them would bury the one-line warning that says what happened. Others pass on."""
+@contextlib.contextmanager
+def quiet_aborted_reads():
+  """Drops, while restoring, the ``RuntimeError: Event loop is closed`` that each TensorStore read
+  still in flight reports (as unraisable, with a traceback) once a damaged checkpoint's failed read
+  has closed its event loop: dozens of them would bury the one-line warning that says what happened.
+  Other reports pass on; the filter stays only if it dropped one (late reads report after the restore)."""
   previous = sys.unraisablehook
   if getattr(previous, "hffjax_quiet", False):
+    yield
     return
+  dropped = []
 
   def hook(unraisable):
     e = unraisable.exc_value
-    if not (isinstance(e, RuntimeError) and str(e) == "Event loop is closed"):
-      previous(unraisable)
+    if isinstance(e, RuntimeError) and str(e) == "Event loop is closed":
+      dropped.append(1)
+      return
+    previous(unraisable)
 
   hook.hffjax_quiet = True
   sys.unraisablehook = hook
+  try:
+    yield
+  finally:
+    if not dropped and sys.unraisablehook is hook:
+      sys.unraisablehook = previous
 
 
 def error_line(e: BaseException) -> str:

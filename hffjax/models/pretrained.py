@@ -148,7 +148,11 @@ def _restore_folder(path: str) -> dict:
 
 def _newest_readable(directory: str, path: str) -> tuple[int, dict]:
   """``(step, tree)`` of the newest checkpoint that restores; an unreadable one is skipped with a warning."""
-  quiet_aborted_reads()
+  with quiet_aborted_reads():
+    return _newest_readable_quietly(directory, path)
+
+
+def _newest_readable_quietly(directory: str, path: str) -> tuple[int, dict]:
   handlers = {
     "state": ocp.PyTreeCheckpointHandler(multiprocessing_options=this_process_only()),
     "meta": ocp.JsonCheckpointHandler(multiprocessing_options=this_process_only()),

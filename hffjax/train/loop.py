@@ -38,8 +38,8 @@ from hffjax.train.state import TrainState
 class Preempted(Exception):
   """Raised after the checkpoint a SIGTERM (or a first Ctrl-C) asked for is on disk.
 
-  ``signal_name`` is ``"SIGTERM"`` or ``"SIGINT"``; the CLI exits 0 on the
-  first and 130 on the second, as for an interrupt.
+  ``signal_name`` is ``"SIGTERM"`` or ``"SIGINT"``; the CLI exits 0 for
+  SIGTERM and 130 for SIGINT, as for an interrupt.
   """
 
   def __init__(self, message: str, signal_name: str = "SIGTERM"):
@@ -64,7 +64,8 @@ class PreemptionWatch:
   def __enter__(self):
     if jax.process_count() == 1 and threading.current_thread() is threading.main_thread():
       self._previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._on_signal)
-      self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._on_signal)
+      if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where Ctrl-C is ignored
+        self._previous[signal.SIGINT] = signal.signal(signal.SIGINT, self._on_signal)
     return self
 
   def __exit__(self, *exc):
@@ -74,7 +75,7 @@ class PreemptionWatch:
 
   def _on_signal(self, signum, frame):
     if signum == signal.SIGINT:
-      if self._flag.is_set():  # a second Ctrl-C: stop now, as without this watch
+      if self.signal_name == "SIGINT":  # a second Ctrl-C: stop now, as without this watch
         raise KeyboardInterrupt
       self.signal_name = "SIGINT"
       print(
