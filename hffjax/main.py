@@ -105,15 +105,25 @@ def _parser() -> argparse.ArgumentParser:
   return p
 
 
-def _fraction(text: str) -> float:
-  """An argparse type: a number in [0, 1]."""
-  try:
-    value = float(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}") from None
-  if not 0 <= value <= 1:
-    raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {value}")
-  return value
+def _bounded(kind, lo, hi=None):
+  """An argparse type: a ``kind`` (int or float) in ``[lo, hi]`` (argparse turns the error into its
+  usage line, exit 2)."""
+  what = f"a number in [{lo}, {hi}]" if hi is not None else f"an integer >= {lo}"
+
+  def parse(text: str):
+    try:
+      value = kind(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+    if value < lo or (hi is not None and value > hi):
+      raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
+    return value
+
+  return parse
+
+
+_fraction = _bounded(float, 0, 1)
+_positive_int = _bounded(int, 1)
 
 
 def _workdir(text: str) -> str:
@@ -121,17 +131,6 @@ def _workdir(text: str) -> str:
   if not text.strip():
     raise argparse.ArgumentTypeError("must be a folder path, got an empty one")
   return text
-
-
-def _positive_int(text: str) -> int:
-  """An argparse type: an integer >= 1 (argparse turns the error into its usage line, exit 2)."""
-  try:
-    value = int(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
-  if value < 1:
-    raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
-  return value
 
 
 def _split_overrides(argv: list[str]) -> tuple[list[str], dict[str, str]]:

@@ -9,6 +9,10 @@ TINY = os.path.join(ROOT, "configs", "tiny.py")
 FIGURES = ("accuracy", "prototypes", "features_pca", "prediction_rules", "inference_time")
 
 
+def _train_one_epoch(workdir: str, *flags: str) -> None:
+  assert run(["train", "--config", TINY, "--workdir", workdir, "--config.num_epochs=1", *flags]) == 0
+
+
 def test_plot_writes_every_figure_as_png(tmp_path, capsys):
   workdir = str(tmp_path / "w")
   assert run(["train", "--config", TINY, "--workdir", workdir]) == 0
@@ -39,16 +43,9 @@ def test_plot_draws_a_streamed_run_and_names_an_out_it_cannot_write(tmp_path, ca
 
   build_variable_size_dataset(str(tmp_path / "tfds"), num_train=64, num_test=24)
   workdir = str(tmp_path / "w")
-  argv = [
-    "train",
-    "--config",
-    TINY,
-    "--workdir",
-    workdir,
-    "--config.dataset=var_shapes",
-    "--config.num_epochs=1",
-  ]
-  assert run([*argv, f"--config.data_dir={tmp_path / 'tfds'}", "--config.image_size=8"]) == 0
+  _train_one_epoch(
+    workdir, "--config.dataset=var_shapes", f"--config.data_dir={tmp_path / 'tfds'}", "--config.image_size=8"
+  )
   capsys.readouterr()
   assert run(["plot", "--workdir", workdir]) == 0
   printed = capsys.readouterr().out.split()
@@ -67,16 +64,12 @@ def test_plot_names_the_classes_a_subset_run_trained_on(tmp_path, capsys):
   (tmp_path / "idx").mkdir()
   write_idx_folder(tmp_path / "idx", n_train=400, n_test=60)
   workdir = str(tmp_path / "w")
-  argv = [
-    "train",
-    "--config",
-    TINY,
-    "--workdir",
+  _train_one_epoch(
     workdir,
     "--config.dataset=fashion_mnist",
-    "--config.num_epochs=1",
-  ]
-  assert run([*argv, f"--config.data_dir={tmp_path / 'idx'}", "--config.classes=(5, 7, 9)"]) == 0
+    f"--config.data_dir={tmp_path / 'idx'}",
+    "--config.classes=(5, 7, 9)",
+  )
   capsys.readouterr()
   assert run(["plot", "--workdir", workdir]) == 0  # three prototypes, three class names
   assert [os.path.basename(p) for p in capsys.readouterr().out.split()] == [f"{f}.png" for f in FIGURES]
