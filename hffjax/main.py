@@ -158,11 +158,15 @@ def _check_bench_flags(args) -> None:
   else:
     unused = ["--batch_size"] if args.batch_size is not None else []
   if unused:
-    other = "the bench without --speed" if args.speed else "--speed"
-    one = len(unused) == 1
-    raise HFFError(
-      f"{' and '.join(unused)} {'applies' if one else 'apply'} only to {other}; leave {'it' if one else 'them'} out"
-    )
+    _refuse_flags(unused, "to the bench without --speed" if args.speed else "to --speed", "leave")
+
+
+def _refuse_flags(flags: list[str], where: str, remedy: str) -> None:
+  """One line: ``flags`` apply only ``where``; ``remedy`` (e.g. "add it or leave") it or them out."""
+  one = len(flags) == 1
+  raise HFFError(
+    f"{' and '.join(flags)} {'applies' if one else 'apply'} only {where}; {remedy} {'it' if one else 'them'} out"
+  )
 
 
 def run(argv: list[str]) -> int:
@@ -177,11 +181,7 @@ def run(argv: list[str]) -> int:
     if args.command == "eval" and not args.early_exit:
       given = [f"--{k}" for k in ("confidence", "thresholds", "target_loss") if getattr(args, k) is not None]
       if given:
-        one = len(given) == 1
-        raise HFFError(
-          f"{', '.join(given)} {'applies' if one else 'apply'} only with --early_exit; "
-          f"add it or leave {'it' if one else 'them'} out"
-        )
+        _refuse_flags(given, "with --early_exit", "add it or leave")
     if not debug:
       # Orbax's writer threads log a failed save at length; hffjax reports it as one line.
       logging.getLogger("absl").setLevel(logging.CRITICAL)
