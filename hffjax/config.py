@@ -28,7 +28,7 @@ MODEL_KINDS = ("mlp", "cnn", "resnet")  # hffjax.models.registry.BUILDERS
 MODEL_DTYPES = ("float32", "bfloat16")  # hffjax.models.registry.DTYPES
 RESNET_DEPTHS = (10, 18, 34)  # hffjax.models.resnet.STAGE_SIZES
 RESNET_STEMS = ("cifar", "imagenet")  # hffjax.models.resnet.STEMS
-RESNET_LEARNERS = ("block", "stage")  # hffjax.models.resnet.LEARNERS
+RESNET_LEARNERS = ("block", "stage", "groups")  # hffjax.models.resnet.LEARNERS
 CONV_NORMS = ("batch", "layer", "none")  # hffjax.models.cnn.CONV_NORMS
 READOUTS = ("gap", "grid", "flatten")  # hffjax.models.cnn.READOUTS
 INTERBLOCK_NORMS = ("l2", "rms", "none")  # hffjax.models.stack.INTERBLOCK_NORMS
@@ -87,7 +87,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.depth = 18  # resnet: 10 | 18 | 34 (BasicBlocks per stage: 1,1,1,1 | 2,2,2,2 | 3,4,6,3)
   c.model.width = 64  # resnet: channels of the first stage (then x2, x4, x8)
   c.model.stem = "cifar"  # resnet: "cifar" (3x3 conv) | "imagenet" (7x7/2 conv + 3x3/2 max-pool)
-  c.model.learner = "block"  # resnet: the unit of local learning, "block" (residual block) | "stage"
+  c.model.learner = "block"  # resnet: the unit of local learning, "block" | "stage" | "groups"
+  c.model.learner_blocks = ()  # resnet, learner="groups": residual blocks per learner, e.g. (4, 4) for ResNet-18
   c.model.norm = "batch"  # cnn, resnet: "batch" | "layer" | "none"
   c.model.readout = "gap"  # cnn, resnet: "gap" | "grid" | "flatten"
   c.model.readout_grid = 2  # readout="grid": average-pool to grid x grid, then flatten
@@ -432,6 +433,11 @@ CHECKS: dict[str, Check] = {
   "model.width": _int(1, eg="64"),
   "model.stem": _enum(RESNET_STEMS),
   "model.learner": _enum(RESNET_LEARNERS),
+  "model.learner_blocks": _seq(
+    "residual blocks per learner, integers > 0, with model.learner='groups' (() = none)",
+    _pos_int,
+    eg="(4, 4)",
+  ),
   "model.norm": _enum(CONV_NORMS),
   "model.readout": _enum(READOUTS),
   "model.readout_grid": _int(1, eg="2"),
@@ -508,6 +514,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.train_mode == "lean" and config.method != "hff":
     raise HFFError(f"train_mode='lean' trains HFF block by block; method={config.method!r} needs 'fused'")
   m = config.model
+  if m.kind == "resnet" and (m.learner == "groups" or m.learner_blocks):
+    from hffjax.models.resnet import STAGE_SIZES, learner_blocks  # noqa: PLC0415  (keeps config imports light)
+
+    learner_blocks(m.learner, STAGE_SIZES[m.depth], tuple(m.learner_blocks))
   if m.kind == "cnn" and m.pool and len(m.pool) != len(m.channels):
     raise HFFError(
       f"model.pool has {len(m.pool)} entries but model.channels has {len(m.channels)}; "

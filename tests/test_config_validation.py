@@ -131,6 +131,10 @@ BAD = {
   "model.width": [(0, "model.width must be > 0"), (64.0, "model.width must be an integer")],
   "model.stem": [("vit", "unknown model.stem")],
   "model.learner": [("layer", "unknown model.learner")],
+  "model.learner_blocks": [
+    ((0, 8), "model.learner_blocks must be"),
+    ((4.0,), "model.learner_blocks must be"),
+  ],
   "model.norm": [("group", "unknown model.norm")],
   "model.readout": [("sideways", "unknown model.readout")],
   "model.readout_grid": [
@@ -246,6 +250,18 @@ def test_good_values_pass():
     ({"pixel_mean": (0.5, 0.5, 0.5), "pixel_std": (0.2,)}, "pixel_mean has 3 values but pixel_std has 1"),
     ({"freeze": (0, 1)}, "freeze=(0, 1) keeps learners at their initial values; set init_from"),
     ({"model.kind": "cnn", "model.channels": (4, 8), "model.pool": (True,)}, "model.pool has 1 entries"),
+    (
+      {"model.kind": "resnet", "model.learner": "groups", "model.learner_blocks": (3, 4)},
+      "add up to the 8 residual blocks (stages of (2, 2, 2, 2)), got (3, 4); e.g. (4, 4)",
+    ),
+    (
+      {"model.kind": "resnet", "model.depth": 34, "model.learner": "groups"},
+      "add up to the 16 residual blocks (stages of (3, 4, 6, 3)), got (); e.g. (8, 8)",
+    ),
+    (
+      {"model.kind": "resnet", "model.learner": "stage", "model.learner_blocks": (4, 4)},
+      "model.learner_blocks=(4, 4) groups blocks only with model.learner='groups' (it is 'stage')",
+    ),
   ],
 )
 def test_keys_that_must_agree(changes, fragment):

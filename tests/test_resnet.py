@@ -16,31 +16,37 @@ from hffjax.models import build_model
 DS = make_synthetic(num_train=16, num_test=8, image_shape=(8, 8, 3), num_classes=5, seed=0)
 
 
-def _config(learner="block", depth=10, method="hff"):
+def _config(learner="block", depth=10, method="hff", learner_blocks=()):
   c = base_config()
   c.method, c.batch_size, c.eval_batch_size = method, 8, 8
   c.model.kind, c.model.depth, c.model.width, c.model.learner = "resnet", depth, 4, learner
+  c.model.learner_blocks = learner_blocks
   c.model.readout, c.model.interblock_norm = "grid", "rms"
   return c
 
 
 @pytest.mark.parametrize(
-  "learner,depth,stem,num_learners",
+  "learner,learner_blocks,depth,stem,num_learners,first_channels",
   [
-    ("block", 10, "cifar", 4),
-    ("block", 18, "cifar", 8),
-    ("stage", 18, "cifar", 4),
-    ("stage", 34, "imagenet", 4),
+    ("block", (), 10, "cifar", 4, 4),
+    ("block", (), 18, "cifar", 8, 4),
+    ("stage", (), 18, "cifar", 4, 4),
+    ("stage", (), 34, "imagenet", 4, 4),
+    ("groups", (4, 4), 18, "cifar", 2, 8),  # two stages per learner
+    ("groups", (3, 5), 18, "cifar", 2, 8),  # a learner boundary inside the second stage
+    ("groups", (1, 7), 18, "cifar", 2, 4),
   ],
 )
-def test_learners_and_readout_sizes(learner, depth, stem, num_learners):
-  c = _config(learner, depth).model
+def test_learners_and_readout_sizes(learner, learner_blocks, depth, stem, num_learners, first_channels):
+  c = _config(learner, depth, learner_blocks=learner_blocks).model
   c.stem, c.readout = stem, "gap"
   model = build_model(c, input_shape=(16, 16, 3), num_classes=7, seed=0)
   assert model.num_blocks == num_learners
-  # GAP read-outs have one value per channel; the last learner is the last stage (width x 8).
+  if learner_blocks:
+    assert [len(block.blocks) for block in model.blocks] == list(learner_blocks)
+  # GAP read-outs have one value per channel; the last learner ends with the last stage (width x 8).
   assert model.heads[-1].prototypes.shape == (7, 32)
-  assert model.heads[0].prototypes.shape == (7, 4)
+  assert model.heads[0].prototypes.shape == (7, first_channels)
   assert [s.shape for s in model(jnp.zeros((2, 16, 16, 3)))] == [(2, 7)] * num_learners
 
 
@@ -48,6 +54,7 @@ def test_bad_resnet_options_are_refused():
   for key, value, match in (
     ("depth", 50, "model.depth"),
     ("learner", "layer", "model.learner"),
+    ("learner", "groups", "model.learner='groups' needs model.learner_blocks"),
     ("stem", "vit", "model.stem"),
     ("width", 0, "model.width"),
   ):
@@ -62,17 +69,19 @@ def test_bad_resnet_options_are_refused():
     build_model(c, input_shape=(2, 2, 3), num_classes=5, seed=0)
 
 
-@pytest.mark.parametrize("learner,k", [("block", 0), ("block", 5), ("stage", 2)])
-def test_only_the_weighted_learner_changes_in_a_real_step(learner, k):
+@pytest.mark.parametrize(
+  "learner,learner_blocks,k", [("block", (), 0), ("block", (), 5), ("stage", (), 2), ("groups", (3, 5), 0)]
+)
+def test_only_the_weighted_learner_changes_in_a_real_step(learner, learner_blocks, k):
   """With λ = one-hot(k), one real jitted step (Adam, BatchNorm in train mode) moves learner k only.
 
   Adam turns an exactly-zero gradient into an exactly-zero update, so every
   other learner's parameters and prototypes stay bit-identical: no loss
   reaches a learner other than its own.
   """
-  num_learners = {"block": 8, "stage": 4}[learner]
+  num_learners = {"block": 8, "stage": 4, "groups": len(learner_blocks)}[learner]
   images, labels = DS.train_images[:8], DS.train_labels[:8]
-  c = _config(learner, depth=18)
+  c = _config(learner, depth=18, learner_blocks=learner_blocks)
   c.loss_weights = tuple(float(i == k) for i in range(num_learners))
   exp = train.setup(c, dataset=DS)
   before = jax.device_get(exp.initial_state.params)
@@ -94,8 +103,8 @@ def test_only_the_weighted_learner_changes_in_a_real_step(learner, k):
       assert not any(changed), f"learner {j} moved with learner {k}'s loss"
 
 
-def _compiled_convolutions(method: str, learner: str, depth: int = 10) -> int:
-  exp = train.setup(_config(learner, depth=depth, method=method), dataset=DS)
+def _compiled_convolutions(method: str, learner: str, depth: int = 10, learner_blocks: tuple = ()) -> int:
+  exp = train.setup(_config(learner, depth=depth, method=method, learner_blocks=learner_blocks), dataset=DS)
   x, y = sharding.global_batch(exp.mesh, DS.train_images[:8], DS.train_labels[:8])
   hlo = exp.train_fn().lower(exp.initial_state, x, y).compile().as_text()
   return len(re.findall(r"= \S+ convolution\(", hlo))
@@ -130,6 +139,15 @@ def test_hff_resnet18_step_skips_input_gradients_at_block_or_stage_boundaries():
   assert bp == 20 + 20 + 19
   assert _compiled_convolutions("hff", "block", depth=18) == bp - 10
   assert _compiled_convolutions("hff", "stage", depth=18) == bp - 6
+
+
+def test_grouped_learners_skip_input_gradients_only_at_their_boundaries():
+  """ResNet-18 in two learners: ``(4, 4)`` splits at the start of stage 3, whose first block's conv1
+  and projection get no input gradient (2); ``(3, 5)`` splits between the two blocks of stage 2,
+  where only the second block's conv1 (no projection there) is skipped (1)."""
+  bp = _compiled_convolutions("bp", "block", depth=18)
+  assert _compiled_convolutions("hff", "groups", depth=18, learner_blocks=(4, 4)) == bp - 2
+  assert _compiled_convolutions("hff", "groups", depth=18, learner_blocks=(3, 5)) == bp - 1
 
 
 def test_bfloat16_program_convolves_in_bf16_and_classifies_in_float32():

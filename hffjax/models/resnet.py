@@ -19,7 +19,7 @@ from hffjax.models.cnn import apply_norm, check_readout, make_norm, pooled_reado
 
 STAGE_SIZES = {10: (1, 1, 1, 1), 18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 STEMS = ("cifar", "imagenet")
-LEARNERS = ("block", "stage")
+LEARNERS = ("block", "stage", "groups")
 
 
 def _conv(
@@ -101,32 +101,56 @@ class ResNetLearner(nnx.Module):
     return x, pooled_readout(x, self.readout, self.readout_grid)
 
 
+def learner_blocks(learner: str, stage_sizes: tuple[int, ...], given: tuple = ()) -> tuple[int, ...]:
+  """Residual blocks per learner, first to last, for ``model.learner`` over stages of ``stage_sizes`` blocks."""
+  if learner not in LEARNERS:
+    raise HFFError(f"unknown model.learner {learner!r}; use one of {LEARNERS}")
+  total = sum(stage_sizes)
+  if learner != "groups":
+    if given:
+      raise HFFError(
+        f"model.learner_blocks={given} groups blocks only with model.learner='groups' (it is {learner!r}); "
+        "set model.learner='groups' or model.learner_blocks=()"
+      )
+    return (1,) * total if learner == "block" else tuple(stage_sizes)
+  if (
+    not given
+    or any(not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in given)
+    or sum(given) != total
+  ):
+    raise HFFError(
+      f"model.learner='groups' needs model.learner_blocks: integers >= 1 that add up to the {total} residual "
+      f"blocks (stages of {stage_sizes}), got {given}; e.g. {(total // 2, total - total // 2)}"
+    )
+  return tuple(given)
+
+
 def build_resnet(cfg, *, input_shape: tuple[int, int, int], rngs: nnx.Rngs) -> list[nnx.Module]:
   """ResNet-``model.depth`` (10, 18 or 34) at base width ``model.width``, grouped into learners.
 
   Stage widths are ``width × (1, 2, 4, 8)``; stages after the first halve the
   resolution. ``model.learner = "block"`` makes every residual block a learner
-  (8 for ResNet-18), ``"stage"`` every stage (4).
+  (8 for ResNet-18), ``"stage"`` every stage (4), and ``"groups"`` runs of
+  consecutive blocks of the sizes in ``model.learner_blocks`` (e.g. ``(4, 4)``:
+  two learners of two stages each), which may cross stage boundaries.
   """
   if cfg.depth not in STAGE_SIZES:
     raise HFFError(f"unknown model.depth {cfg.depth}; use one of {tuple(STAGE_SIZES)}")
-  if cfg.learner not in LEARNERS:
-    raise HFFError(f"unknown model.learner {cfg.learner!r}; use one of {LEARNERS}")
   if cfg.width <= 0:
     raise HFFError(f"model.width must be > 0, got {cfg.width}")
+  sizes = STAGE_SIZES[cfg.depth]
+  counts = learner_blocks(cfg.learner, sizes, tuple(cfg.get("learner_blocks", ())))
   dtype = jnp.dtype(cfg.dtype)
   stem = Stem(input_shape[-1], cfg.width, kind=cfg.stem, norm=cfg.norm, dtype=dtype, rngs=rngs)
-  groups, in_channels = [], cfg.width
-  for stage, size in enumerate(STAGE_SIZES[cfg.depth]):
+  blocks, in_channels = [], cfg.width
+  for stage, size in enumerate(sizes):
     channels = cfg.width * 2**stage
-    stage_blocks = []
     for i in range(size):
       stride = 2 if stage > 0 and i == 0 else 1
-      stage_blocks.append(
-        BasicBlock(in_channels, channels, stride=stride, norm=cfg.norm, dtype=dtype, rngs=rngs)
-      )
+      blocks.append(BasicBlock(in_channels, channels, stride=stride, norm=cfg.norm, dtype=dtype, rngs=rngs))
       in_channels = channels
-    groups.extend([[b] for b in stage_blocks] if cfg.learner == "block" else [stage_blocks])
+  starts = [sum(counts[:i]) for i in range(len(counts))]
+  groups = [blocks[start : start + n] for start, n in zip(starts, counts, strict=True)]
   return [
     ResNetLearner(stem if i == 0 else None, group, readout=cfg.readout, readout_grid=int(cfg.readout_grid))
     for i, group in enumerate(groups)
