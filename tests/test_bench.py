@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 
 import jax
 import pytest
@@ -208,10 +211,6 @@ def test_accuracy_vs_seconds_compares_at_equal_training_time():
 
 
 def _resnet_report(tmp_path, out, *extra):
-  import os
-  import subprocess
-  import sys
-
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   argv = [sys.executable, os.path.join(root, "benchmarks", "resnet_fashion_mnist.py")]
   argv += ["--root", str(tmp_path / "runs"), "--out", str(out), "--report-only", *extra]
@@ -240,3 +239,35 @@ def test_resnet_report_refuses_a_file_it_did_not_write(tmp_path):
   done = _resnet_report(tmp_path, out)
   assert done.returncode != 0 and "is not a report this script wrote" in done.stderr
   assert out.read_text() == "[1, 2]"
+
+
+def test_learner_study_reports_every_run_against_backprop(tmp_path):
+  """benchmarks/resnet_learners.py end to end on tiny synthetic runs: one row and one gap per run."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = tmp_path / "learners.json"
+  tiny = ["--config.dataset=synthetic", "--config.synthetic.num_train=48", "--config.synthetic.num_test=16"]
+  tiny += ["--config.synthetic.image_shape=(8,8,1)", "--config.validation_split=train[-16:]"]
+  tiny += ["--config.batch_size=16", "--config.eval_batch_size=16", "--config.warmup_steps=0"]
+  argv = [
+    sys.executable,
+    os.path.join(root, "benchmarks", "resnet_learners.py"),
+    "--root",
+    str(tmp_path / "runs"),
+  ]
+  argv += ["--width", "2", "--epochs", "1", "--runs", "bp,hff_groups_4_4", "--out", str(out), "--", *tiny]
+  done = subprocess.run(argv, capture_output=True, text=True, cwd=root)
+  assert done.returncode == 0, done.stderr[-2000:]
+  report = json.loads(out.read_text())
+  assert report["complete"] is True and (report["width"], report["epochs"]) == (2, 1)
+  runs = report["runs"]
+  assert list(runs) == ["bp", "hff_groups_4_4"]
+  assert [len(r["layer_accuracy"]) for r in runs.values()] == [1, 2]
+  hff, bp = runs["hff_groups_4_4"], runs["bp"]
+  assert hff["minus_bp_test"] == pytest.approx(hff["test_accuracy"] - bp["test_accuracy"])
+  assert hff["minus_bp_validation"] == pytest.approx(hff["validation_accuracy"] - bp["validation_accuracy"])
+  assert f"| hff_groups_4_4 | 2 | {100 * hff['test_accuracy']:.2f}% | " in done.stdout
+  assert "minus_bp_test" not in runs["bp"]
+  refused = subprocess.run(
+    argv[:2] + ["--root", str(tmp_path), "--runs", "hff_block"], capture_output=True, text=True
+  )
+  assert refused.returncode == 2 and "unknown run 'hff_block'" in refused.stderr

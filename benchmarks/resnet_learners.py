@@ -1,0 +1,117 @@
+"""How the ResNet is split into learners, against backprop: Fashion-MNIST at a reduced width.
+
+  python benchmarks/resnet_learners.py --root runs/learners [--width 16] [--epochs 18]
+      [--runs bp,hff_stage,hff_groups_4_4] [--out benchmarks/results/resnet_learners-<machine>.json]
+      [-- --config.KEY=VALUE ...]
+
+Runs of configs/fashion_mnist_resnet{_bp}.py (seed 0) at ``model.width = --width`` for ``--epochs``
+epochs, each through the ``hffjax train`` CLI, one after another in ``--runs`` order: ``bp`` (the
+backprop twin), ``hff_stage`` (a stage per learner: four learners, the config's own split) and
+``hff_groups_4_4`` (``model.learner="groups"``, ``model.learner_blocks=(4, 4)``: two learners of two
+stages each). A run already in ``--root`` resumes (or, when finished, only reports), so the script
+can be stopped and started again. Reports each run's test accuracy (last learner, every learner),
+validation accuracy (the figure to choose by) and seconds per epoch, and each HFF run's last
+learner minus backprop's on test and on validation. Arguments after ``--`` go to every ``hffjax
+train``. The report (``--out``) is written with the
+runs finished so far (``"complete": false`` until every run in ``--runs`` has finished).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from _runs import ROOT, percent, summarise, train
+
+from hffjax import bench
+
+RUNS = {
+  "bp": ["fashion_mnist_resnet_bp"],
+  "hff_stage": ["fashion_mnist_resnet"],
+  "hff_groups_4_4": [
+    "fashion_mnist_resnet",
+    "--config.model.learner=groups",
+    "--config.model.learner_blocks=(4,4)",
+  ],
+}
+
+
+def _names(text: str) -> list[str]:
+  names = [n for n in text.split(",") if n]
+  unknown = [n for n in names if n not in RUNS]
+  if unknown or not names:
+    raise argparse.ArgumentTypeError(
+      f"unknown run {', '.join(unknown) or text!r}; use some of {', '.join(RUNS)}"
+    )
+  return names
+
+
+def _positive(text: str) -> int:
+  if not text.isdigit() or int(text) < 1:
+    raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+  return int(text)
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--root", required=True, help="folder for the workdirs, one per run")
+  parser.add_argument("--width", type=_positive, default=16, help="model.width (the config's own is 32)")
+  parser.add_argument("--epochs", type=_positive, default=18)
+  parser.add_argument("--runs", type=_names, default=list(RUNS), help=f"comma-separated, of {','.join(RUNS)}")
+  parser.add_argument("--out", default=None)
+  parser.add_argument("extra", nargs="*", help="overrides passed to every run (after --)")
+  args = parser.parse_args()
+  out = args.out or os.path.join(
+    ROOT, "benchmarks", "results", f"resnet_learners-{bench.machine_name(bench.machine_info())}.json"
+  )
+  report = {
+    "command": "python benchmarks/resnet_learners.py " + " ".join(sys.argv[1:]),
+    "seed": 0,
+    "width": args.width,
+    "epochs": args.epochs,
+    "runs": {},
+  }
+  stopped = None
+  for name in args.runs:
+    config, *overrides = RUNS[name]
+    workdir = os.path.join(args.root, name)
+    sizes = [f"--config.model.width={args.width}", f"--config.num_epochs={args.epochs}", "--config.seed=0"]
+    if not train(config, workdir, [*sizes, *overrides, *args.extra]):
+      stopped = name
+      break
+    report["runs"][name] = {"config": config, "overrides": overrides, **summarise(workdir)}
+    print(f"{name}: test {percent(report['runs'][name]['test_accuracy'])}", file=sys.stderr)
+  runs = report["runs"]
+  report["complete"] = stopped is None
+  if "bp" in runs:
+    for name, r in runs.items():
+      if name != "bp":
+        r["minus_bp_test"] = r["test_accuracy"] - runs["bp"]["test_accuracy"]
+        r["minus_bp_validation"] = r["validation_accuracy"] - runs["bp"]["validation_accuracy"]
+  report["machine"] = bench.machine_info()
+  with open(out, "w") as f:
+    json.dump(report, f, indent=2)
+  print(
+    "| run | learners | test (last learner) | every learner | validation | − BP (test / validation) | s/epoch (median) |"
+  )
+  print("|---|---|---|---|---|---|---|")
+  for name, r in runs.items():
+    gap = (
+      f"{100 * r['minus_bp_test']:+.2f} / {100 * r['minus_bp_validation']:+.2f}"
+      if "minus_bp_test" in r
+      else "—"
+    )
+    print(
+      f"| {name} | {len(r['layer_accuracy'])} | {percent(r['test_accuracy'])} "
+      f"| {' / '.join(f'{100 * a:.2f}' for a in r['layer_accuracy'])} | {percent(r['validation_accuracy'])} "
+      f"| {gap} | {r['median_seconds_per_epoch']:.0f} |"
+    )
+  print(f"wrote {out}", file=sys.stderr)
+  if stopped:
+    sys.exit(f"{stopped} stopped before its last epoch; run the same command again to resume")
+
+
+if __name__ == "__main__":
+  main()
