@@ -8,7 +8,10 @@ import statistics
 import subprocess
 import sys
 
+from hffjax import config as config_lib
+from hffjax.errors import HFFError
 from hffjax.io import writers
+from hffjax.main import split_overrides
 from hffjax.train import evaluate_workdir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -33,10 +36,34 @@ def finished(workdir: str) -> bool:
   return bool(records) and records[-1].get("epoch") == epochs
 
 
+def resolved_config(config: str, overrides: list[str]) -> dict:
+  """The config ``hffjax train --config CONFIG OVERRIDES`` trains, as its workdir's config.json holds it."""
+  try:
+    c = config_lib.load_config(config)
+    config_lib.apply_overrides(c, split_overrides(overrides)[1])
+  except HFFError as e:
+    sys.exit(f"{config} {' '.join(overrides)}: {e}")
+  return json.loads(config_lib.to_json(c))
+
+
+def differing_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
+  """The dotted keys whose values differ between two nested config dicts (missing counts as differing)."""
+  keys = []
+  for k in sorted(set(a) | set(b)):
+    x, y = a.get(k), b.get(k)
+    if isinstance(x, dict) and isinstance(y, dict):
+      keys += differing_keys(x, y, f"{prefix}{k}.")
+    elif x != y:
+      keys.append(prefix + k)
+  return keys
+
+
 def summarise(workdir: str) -> dict:
   """Test accuracy (last learner, every learner), validation accuracy and s/epoch of a finished run."""
   records = writers.read(os.path.join(workdir, writers.FILENAME))
   result = evaluate_workdir(workdir)
+  with open(os.path.join(workdir, "config.json")) as f:
+    settings = json.load(f)
   seconds = [r["epoch_seconds"] for r in records if "epoch_seconds" in r]
   steps_per_epoch = records[-1]["step"] / records[-1]["epoch"]
   return {
@@ -50,6 +77,7 @@ def summarise(workdir: str) -> dict:
     # interval cut short by a pause (a resumed epoch is partly timed) and to a busy machine.
     "median_seconds_per_epoch": steps_per_epoch / statistics.median(r["steps_per_second"] for r in records),
     "learner_fingerprints": result["learner_fingerprints"],
+    "settings": settings,  # the run's whole config, as its config.json holds it
   }
 
 

@@ -15,7 +15,10 @@ A run whose workdir is not in ``--root`` but which the existing report already h
 figures (marked ``"from_earlier_report": true``) and is not trained again: the runs may be trained
 on different days, in different folders. Each run names the machine that finished it (``machine``,
 kept from the report that first held the run; the report's own ``machine`` is the one that wrote
-it), since seconds per epoch compare only runs of one machine.
+it), since seconds per epoch compare only runs of one machine. Each run keeps its whole config
+(``settings``, its config.json); a run, in ``--root`` or in the report, whose settings differ from
+what this command would train (the config changed, or other overrides after ``--``) is refused
+with the keys that differ, never reported as this config's.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import json
 import os
 import sys
 
-from _runs import ROOT, finished, percent, summarise, train
+from _runs import ROOT, differing_keys, finished, percent, resolved_config, summarise, train
 
 from hffjax import bench
 
@@ -52,6 +55,17 @@ def earlier_runs(out: str) -> dict:
     return {name: {"machine": report.get("machine"), **run} for name, run in report["runs"].items()}
   except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
     sys.exit(f"{out} is not a report this script wrote ({e}); move it away or pass another --out")
+
+
+def check_settings(what: str, settings: dict | None, wanted: dict) -> None:
+  """Refuses to report a run trained with other settings than this command's (a changed config or
+  other overrides): its figures would silently stand for a config they were not measured with."""
+  if settings is None:
+    sys.exit(f"{what} without its settings (an earlier version of this script wrote it); pass another --out")
+  if settings != wanted:
+    keys = differing_keys(settings, wanted)
+    shown = ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
+    sys.exit(f"{what} trained with other settings ({shown}); pass another --out/--root or its overrides")
 
 
 def write_report(report: dict, out: str) -> None:
@@ -95,7 +109,9 @@ def main() -> None:
   unfinished = []
   for name, (config, seed) in RUNS.items():
     workdir = os.path.join(args.root, name)
+    overrides = [f"--config.seed={seed}", *args.extra]
     if name in earlier and not os.path.exists(os.path.join(workdir, "config.json")):
+      check_settings(f"{out} holds {name}", earlier[name].get("settings"), resolved_config(config, overrides))
       report["runs"][name] = {**earlier[name], "from_earlier_report": True}
       continue
     if args.report_only:
@@ -103,13 +119,14 @@ def main() -> None:
     elif unfinished:
       done = False  # one run at a time: the next is trained once this one has finished
     else:
-      done = train(config, workdir, [f"--config.seed={seed}", *args.extra])
+      done = train(config, workdir, overrides)
     if not done:
       unfinished.append(name)
       continue
     # The machine that finished the run: the one an earlier report named, else this one.
     machine = earlier.get(name, {}).get("machine") or bench.machine_info()
     run = {"config": config, "seed": seed, **summarise(workdir), "machine": machine}
+    check_settings(f"{workdir} holds a run", run["settings"], resolved_config(config, overrides))
     report["runs"][name] = run
     print(f"{name}: test {percent(report['runs'][name]['test_accuracy'])}", file=sys.stderr)
   if report["runs"] or not unfinished:

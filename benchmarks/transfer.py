@@ -21,6 +21,7 @@ import sys
 from _runs import ROOT, percent, summarise, train
 
 from hffjax import bench
+from hffjax.main import positive_int
 
 OLD, NEW = "(0,1,2,3,4)", "(5,6,7,8,9)"
 
@@ -43,7 +44,7 @@ def runs(root: str) -> dict[str, list[str]]:
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--root", required=True, help="folder for the four workdirs")
-  parser.add_argument("--epochs", type=int, default=3)
+  parser.add_argument("--epochs", type=positive_int, default=3)
   parser.add_argument("--out", default=None)
   args = parser.parse_args()
   report = {"command": "python benchmarks/transfer.py " + " ".join(sys.argv[1:]), "seed": 0, "runs": {}}

@@ -80,18 +80,18 @@ def _parser() -> argparse.ArgumentParser:
     "then ResNet-18 at 32 and 224 pixels (images/s, HFF/BP, MFU, FF/HFF inference)",
   )
   b.add_argument(
-    "--batch_size", type=_positive_int, default=None, help="--speed: global batch size (default 512)"
+    "--batch_size", type=positive_int, default=None, help="--speed: global batch size (default 512)"
   )
   b.add_argument("--markdown", default=None, help="also write this machine's tables into this Markdown file")
   b.add_argument(
-    "--mlp_epochs", type=_positive_int, default=None, help="epochs for the MLP runs (default: its config)"
+    "--mlp_epochs", type=positive_int, default=None, help="epochs for the MLP runs (default: its config)"
   )
   b.add_argument(
-    "--cnn_epochs", type=_positive_int, default=None, help="epochs for the CNN runs (default: its config)"
+    "--cnn_epochs", type=positive_int, default=None, help="epochs for the CNN runs (default: its config)"
   )
   b.add_argument(
     "--scaling_examples",
-    type=_positive_int,
+    type=positive_int,
     default=None,
     help="examples timed in the class-scaling table (default 128; with --speed, the ResNet FF/HFF "
     "inference table's: 512 on an accelerator, 32 on a CPU)",
@@ -123,7 +123,8 @@ def _bounded(kind, lo, hi=None):
 
 
 _fraction = _bounded(float, 0, 1)
-_positive_int = _bounded(int, 1)
+# Public: the benchmark scripts parse their counts with it too.
+positive_int = _bounded(int, 1)
 
 
 def _workdir(text: str) -> str:
@@ -133,7 +134,9 @@ def _workdir(text: str) -> str:
   return text
 
 
-def _split_overrides(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+def split_overrides(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+  """``argv`` without its ``--config.KEY=VALUE`` (or ``--config.KEY VALUE``) overrides, and those
+  overrides as ``{KEY: VALUE}``: the benchmark scripts resolve the configs they train with it."""
   rest, overrides = [], {}
   it = iter(argv)
   for arg in it:
@@ -172,7 +175,7 @@ def _refuse_flags(flags: list[str], where: str, remedy: str) -> None:
 def run(argv: list[str]) -> int:
   debug = "--debug" in argv
   try:
-    rest, overrides = _split_overrides(argv)
+    rest, overrides = split_overrides(argv)
     args = _parser().parse_args(rest)
     if overrides and args.command != "train":
       raise HFFError("--config.KEY=VALUE overrides only apply to `train`")

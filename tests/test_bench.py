@@ -7,6 +7,7 @@ import jax
 import pytest
 
 from hffjax import bench, sharding, train
+from hffjax import config as config_lib
 from hffjax import data as data_lib
 from hffjax.main import run
 
@@ -217,10 +218,18 @@ def _resnet_report(tmp_path, out, *extra):
   return subprocess.run(argv, capture_output=True, text=True, cwd=root)
 
 
+def _settings(name, **overrides):
+  """A run's whole config as its config.json (and a report's ``settings``) holds it."""
+  c = config_lib.load_config(name)
+  config_lib.apply_overrides(c, {k: str(v) for k, v in overrides.items()})
+  return json.loads(config_lib.to_json(c))
+
+
 def test_resnet_report_keeps_runs_whose_workdirs_are_elsewhere(tmp_path):
   out = tmp_path / "resnet.json"
   hff = {"config": "fashion_mnist_resnet", "seed": 0, "test_accuracy": 0.9255, "layer_accuracy": [0.9255]}
   hff |= {"validation_accuracy": 0.93, "median_seconds_per_epoch": 510.0}
+  hff["settings"] = _settings("fashion_mnist_resnet", seed=0)
   trained_on = {"cpu": "an earlier CPU", "cpu_cores": 2}
   out.write_text(json.dumps({"command": "x", "runs": {"hff_s0": hff}, "machine": trained_on}))
   done = _resnet_report(tmp_path, out)
@@ -231,6 +240,32 @@ def test_resnet_report_keeps_runs_whose_workdirs_are_elsewhere(tmp_path):
   assert report["machine"]["cpu"] != trained_on["cpu"]  # the report names the machine that wrote it
   assert report["complete"] is False and "hff_minus_bp_seed0" not in report
   assert "| hff_s0 | 0 | 92.55% | 92.55 | 93.00% | 510 |" in done.stdout
+
+
+@pytest.mark.parametrize(
+  "settings, extra, message",
+  [
+    # The config changed since the run was trained.
+    (
+      {"seed": 0, "model.width": 8, "learning_rate": 0.5},
+      [],
+      "trained with other settings (learning_rate, model.width)",
+    ),
+    # The same settings, but this command adds an override the run was not trained with.
+    ({"seed": 0}, ["--", "--config.num_epochs=3"], "trained with other settings (num_epochs)"),
+    (None, [], "without its settings"),
+  ],
+)
+def test_resnet_report_refuses_runs_of_other_settings(tmp_path, settings, extra, message):
+  out = tmp_path / "resnet.json"
+  hff = {"config": "fashion_mnist_resnet", "seed": 0, "test_accuracy": 0.9255, "layer_accuracy": [0.9255]}
+  if settings is not None:
+    hff["settings"] = _settings("fashion_mnist_resnet", **settings)
+  before = json.dumps({"command": "x", "runs": {"hff_s0": hff}, "machine": {"cpu": "c"}})
+  out.write_text(before)
+  done = _resnet_report(tmp_path, out, *extra)
+  assert done.returncode == 1 and f"holds hff_s0 {message}" in done.stderr, done.stderr
+  assert out.read_text() == before  # nothing reported, nothing lost
 
 
 def test_resnet_report_refuses_a_file_it_did_not_write(tmp_path):
@@ -267,6 +302,9 @@ def test_learner_study_reports_every_run_against_backprop(tmp_path):
   assert hff["minus_bp_validation"] == pytest.approx(hff["validation_accuracy"] - bp["validation_accuracy"])
   assert f"| hff_groups_4_4 | 2 | {100 * hff['test_accuracy']:.2f}% | " in done.stdout
   assert "minus_bp_test" not in runs["bp"]
+  # Each run keeps its whole config: the backprop twin's method, the groups split, the overrides.
+  assert runs["bp"]["settings"]["method"] == "bp" and runs["bp"]["settings"]["model"]["width"] == 2
+  assert runs["hff_groups_4_4"]["settings"]["model"]["learner_blocks"] == [4, 4]
   refused = subprocess.run(
     argv[:2] + ["--root", str(tmp_path), "--runs", "hff_block"], capture_output=True, text=True
   )
