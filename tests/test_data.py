@@ -7,6 +7,7 @@ import pytest
 
 from hffjax import data
 from hffjax.config import base_config
+from hffjax.data.sources import LABELS_BEGIN
 from hffjax.errors import HFFError
 
 
@@ -51,6 +52,45 @@ def test_idx_in_the_dataset_subfolder_of_data_dir(tmp_path):
   arrays = write_idx_folder(tmp_path / "fashion_mnist")
   ds = data.load_dataset(_config("fashion_mnist", tmp_path))
   np.testing.assert_array_equal(ds.test_labels, arrays["test_labels"])
+
+
+def _write_labels_beginning(folder, train, test):
+  """An IDX folder whose label files begin with ``train`` and ``test`` (a published dataset's start)."""
+  arrays = write_idx_folder(folder)
+  arrays["train_labels"][: len(train)], arrays["test_labels"][: len(test)] = train, test
+  for key in ("train_labels", "test_labels"):
+    write_idx(os.path.join(folder, data.IDX_FILES[key]), arrays[key])
+  return arrays
+
+
+@pytest.mark.parametrize("asked, other", [("fashion_mnist", "mnist"), ("mnist", "fashion_mnist")])
+def test_idx_files_of_the_other_dataset_are_refused(tmp_path, asked, other):
+  """MNIST and Fashion-MNIST share IDX file names: a folder of the one never loads as the other."""
+  begins = LABELS_BEGIN[other]
+  _write_labels_beginning(tmp_path, begins["train"], begins["test"])
+  with pytest.raises(HFFError, match=f"holds {other}'s IDX files .* not {asked}'s; put {asked}'s in"):
+    data.load_dataset(_config(asked, tmp_path))
+  # Either file alone gives it away; the dataset's own beginning loads.
+  _write_labels_beginning(tmp_path, (0,) * 10, begins["test"])
+  with pytest.raises(HFFError, match=f"holds {other}'s IDX files"):
+    data.load_dataset(_config(asked, tmp_path))
+  own = LABELS_BEGIN[asked]
+  arrays = _write_labels_beginning(tmp_path, own["train"], own["test"])
+  np.testing.assert_array_equal(
+    data.load_dataset(_config(asked, tmp_path)).train_labels, arrays["train_labels"]
+  )
+
+
+def test_idx_dataset_subfolder_comes_before_files_beside_it(tmp_path):
+  """data_dir holding MNIST's files and a fashion_mnist/ subfolder: each dataset gets its own."""
+  mnist = _write_labels_beginning(tmp_path, *LABELS_BEGIN["mnist"].values())
+  (tmp_path / "fashion_mnist").mkdir()
+  fashion = write_idx_folder(tmp_path / "fashion_mnist", seed=1)
+  got = data.load_dataset(_config("fashion_mnist", tmp_path)).train_labels
+  np.testing.assert_array_equal(got, fashion["train_labels"])
+  np.testing.assert_array_equal(
+    data.load_dataset(_config("mnist", tmp_path)).train_labels, mnist["train_labels"]
+  )
 
 
 def test_idx_found_through_environment(tmp_path, monkeypatch):

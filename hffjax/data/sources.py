@@ -34,6 +34,13 @@ IDX_FILES = {
   "test_labels": "t10k-labels-idx1-ubyte.gz",
 }
 DATA_DIR_ENV = "HFFJAX_DATA_DIR"
+# The first ten labels of each dataset's published train and test files. IDX files carry no name and
+# MNIST's and Fashion-MNIST's share file names, so a folder of the one would otherwise load, without
+# a word, as the other.
+LABELS_BEGIN = {
+  "fashion_mnist": {"train": (9, 0, 0, 3, 0, 2, 7, 2, 5, 5), "test": (9, 2, 1, 1, 6, 1, 4, 6, 5, 7)},
+  "mnist": {"train": (5, 0, 4, 1, 9, 2, 1, 3, 1, 4), "test": (7, 2, 1, 0, 4, 1, 4, 9, 5, 9)},
+}
 CLASS_NAMES = {
   "fashion_mnist": [
     "T-shirt/top",
@@ -282,12 +289,13 @@ def read_idx(path: str) -> np.ndarray:
 
 
 def find_idx_dir(name: str, data_dir: str | None) -> str:
-  """The folder holding ``name``'s four IDX files: ``data_dir`` or its ``<name>/`` subfolder when given,
-  else ``$HFFJAX_DATA_DIR``'s, else the system folder. A folder named but lacking the files is an
-  error, never a fall-through to another copy of the data."""
+  """The folder holding ``name``'s four IDX files: ``data_dir``'s ``<name>/`` subfolder or ``data_dir``
+  itself when given (the subfolder first: a folder may hold one dataset's files beside another's
+  subfolder), else ``$HFFJAX_DATA_DIR``'s, else the system folder. A folder named but lacking the
+  files is an error, never a fall-through to another copy of the data."""
   named = data_dir or os.environ.get(DATA_DIR_ENV)
   if named:
-    candidates = [named, os.path.join(named, name)]
+    candidates = [os.path.join(named, name), named]
   else:
     candidates = [DEFAULT_DIRS[name]] if name in DEFAULT_DIRS else []
   for d in candidates:
@@ -323,6 +331,14 @@ def load_idx_dataset(name: str, data_dir: str | None) -> Dataset:
       raise HFFError(
         f"{folder}: {split} images {images.shape} and labels {labels.shape} do not match; "
         "replace the IDX files"
+      )
+  for other, begins in LABELS_BEGIN.items():
+    if other != name and any(
+      tuple(arrays[f"{s}_labels"][:10].tolist()) == begins[s] for s in ("train", "test")
+    ):
+      raise HFFError(
+        f"{folder} holds {other}'s IDX files (their labels begin as {other}'s do), not {name}'s; "
+        f"put {name}'s in {os.path.join(folder, name)} or point data_dir at them"
       )
   seen = int(max(arrays["train_labels"].max(initial=0), arrays["test_labels"].max(initial=0))) + 1
   known = len(CLASS_NAMES.get(name, ())) or None
