@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The ResNet measurements that need an accelerator, in one call:
 #   1. `hffjax bench --speed` (MLP/CNN rows, then ResNet-18 at 32 and 224 pixels, bf16, batch 512,
-#      8 fused steps per sync: images/s, HFF/BP step for block and stage learners, MFU, HFF and FF
-#      inference time and images/s at 10/100/1000 classes, at both sizes);
+#      8 fused steps per sync: images/s, HFF/BP step for block, stage and two-group learners, MFU,
+#      HFF and FF inference time and images/s at 10/100/1000 classes, at both sizes);
 #   2. configs/fashion_mnist_resnet.py trained to its end, seeds 0 and 1, and its backprop twin
 #      (seed 0), with 8 fused steps per call and the training split kept on the device.
 #

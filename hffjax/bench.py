@@ -32,6 +32,7 @@ from hffjax.baselines import build_ff_model
 from hffjax.errors import HFFError
 from hffjax.io import storage, writers
 from hffjax.models import build_model
+from hffjax.models.resnet import STAGE_SIZES
 
 # The shipped configs: a checkout's configs/, or the installed package hffjax.configs outside one.
 DEFAULT_CONFIGS_DIR = config_lib.config_dirs()[0]
@@ -304,13 +305,28 @@ def matmul_peak_flops(dtype: str, n: int | None = None, repeats: int = 5) -> flo
   return 2 * n**3 / _median_seconds(lambda: matmul(a, a), repeats)
 
 
+def two_learners(depth: int) -> tuple[int, int]:
+  """``model.learner_blocks`` for a ResNet of ``depth`` as two learners: stages 1-2, then stages 3-4."""
+  sizes = STAGE_SIZES[depth]
+  return sum(sizes[:2]), sum(sizes[2:])
+
+
 def resnet_config(
-  resolution: int, *, method: str, learner: str, dtype: str, batch_size: int, width: int, depth: int
+  resolution: int,
+  *,
+  method: str,
+  learner: str,
+  dtype: str,
+  batch_size: int,
+  width: int,
+  depth: int,
+  learner_blocks: tuple[int, ...] = (),
 ):
   """A ResNet config for synthetic ``resolution``² RGB images: CIFAR stem below 128 pixels, ImageNet stem above."""
   c = config_lib.base_config()
   c.dataset, c.method, c.batch_size, c.num_epochs = "synthetic", method, batch_size, 1
   c.model.kind, c.model.depth, c.model.width, c.model.learner = "resnet", depth, width, learner
+  c.model.learner_blocks = tuple(learner_blocks)
   c.model.stem = "imagenet" if resolution >= 128 else "cifar"
   c.model.readout, c.model.interblock_norm, c.model.dtype = "grid", "rms", dtype
   return c
@@ -370,7 +386,7 @@ def bench_resnet(
   scaling_resolutions=None,
   seed: int = 0,
 ) -> dict:
-  """ResNet training speed (HFF with block and stage learners, backprop) and FF/HFF inference vs classes.
+  """ResNet training speed (HFF with block, stage and two-group learners, backprop) and FF/HFF inference vs classes.
 
   The inference table runs at ``scaling_resolutions`` (default: every one of
   ``resolutions``), on ``scaling_examples`` images per class count.
@@ -388,9 +404,17 @@ def bench_resnet(
       num_train=batch_size, num_test=8, image_shape=(res, res, 3), num_classes=num_classes, seed=seed
     )
     timed = {}
-    for method, learner in (("hff", "block"), ("hff", "stage"), ("bp", "stage")):
+    for method, learner in (("hff", "block"), ("hff", "stage"), ("hff", "groups"), ("bp", "stage")):
+      groups = two_learners(depth) if learner == "groups" else ()
       c = resnet_config(
-        res, method=method, learner=learner, dtype=dtype, batch_size=batch_size, width=width, depth=depth
+        res,
+        method=method,
+        learner=learner,
+        dtype=dtype,
+        batch_size=batch_size,
+        width=width,
+        depth=depth,
+        learner_blocks=groups,
       )
       c.steps_per_call, c.seed = steps_per_call, seed
       t = _call_timing(train.setup(c, dataset=ds), steps_per_call, calls)
@@ -401,6 +425,7 @@ def bench_resnet(
         "num_classes": num_classes,
         "method": method,
         "learner": learner if method == "hff" else "-",
+        "learner_blocks": list(groups),
         "dtype": dtype,
         "batch_size": batch_size,
         "steps_per_call": steps_per_call,
@@ -411,7 +436,7 @@ def bench_resnet(
       timed[method, learner] = row
       rows.append(row)
     bp = timed["bp", "stage"]
-    for learner in ("block", "stage"):
+    for learner in ("block", "stage", "groups"):
       hff = timed["hff", learner]
       hff["hff_over_bp_step_time"] = hff["step_seconds"] / bp["step_seconds"]
       hff["hff_over_bp_flops"] = (
@@ -578,6 +603,12 @@ def speed_markdown(report: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
+def _learner(row: dict) -> str:
+  """A training row's learner split as the table shows it, e.g. ``groups (4, 4)``."""
+  blocks = row.get("learner_blocks")
+  return f"{row['learner']} ({', '.join(map(str, blocks))})" if blocks else row["learner"]
+
+
 def resnet_markdown(section: dict) -> list[str]:
   lines = [
     "",
@@ -595,7 +626,7 @@ def resnet_markdown(section: dict) -> list[str]:
     mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] else "n/a"
     mem = f"{r['temp_bytes'] / 2**20:.0f} MiB" if r["temp_bytes"] is not None else "n/a"
     lines.append(
-      f"| {r['arch']} w{r['width']} | {r['resolution']} | {r['num_classes']} | {r['method']} | {r['learner']} "
+      f"| {r['arch']} w{r['width']} | {r['resolution']} | {r['num_classes']} | {r['method']} | {_learner(r)} "
       f"| {r['dtype']} | {r['batch_size']} | {1000 * r['step_seconds']:.2f} ms | {r['images_per_second']:.0f} "
       f"| {gflop} | {mfu} | {ratio} | {fratio} | {mem} |"
     )

@@ -161,15 +161,16 @@ def test_compiled_flops_reads_every_form_a_backend_gives(cost, flops):
 
 
 def test_resnet_speed_section_has_every_field():
-  """K fused steps per call, FLOPs and MFU from the compiled program, HFF/BP for both learner groupings."""
+  """K fused steps per call, FLOPs and MFU from the compiled program, HFF/BP for each learner split."""
   section = bench.bench_resnet(**{**bench.resnet_defaults(quick=True), "calls": 1, "scaling_examples": 8})
   rows = {(r["method"], r["learner"]): r for r in section["training"]}
-  assert set(rows) == {("hff", "block"), ("hff", "stage"), ("bp", "-")}
+  assert set(rows) == {("hff", "block"), ("hff", "stage"), ("hff", "groups"), ("bp", "-")}
+  assert rows["hff", "groups"]["learner_blocks"] == [2, 2] and rows["hff", "stage"]["learner_blocks"] == []
   assert section["matmul_peak_flops"] > 0
   for r in rows.values():
     assert r["steps_per_call"] == 2 and r["step_seconds"] > 0 and 0 < r["mfu"] < 1
     assert r["images_per_second"] == r["batch_size"] / r["step_seconds"]
-  for learner in ("block", "stage"):
+  for learner in ("block", "stage", "groups"):
     hff = rows["hff", learner]
     assert hff["hff_over_bp_step_time"] == hff["step_seconds"] / rows["bp", "-"]["step_seconds"]
     # Backprop's extra input-gradient convolutions show in the FLOP count.
@@ -180,7 +181,8 @@ def test_resnet_speed_section_has_every_field():
     assert r["ff_images_per_second"] == r["examples"] / r["ff_seconds"]
     assert r["hff_images_per_second"] == r["examples"] / r["hff_seconds"]
   md = "\n".join(bench.resnet_markdown(section))
-  assert md.count("| resnet10 w4 |") == 3 + 2 and "| FF images/s | FF/HFF |" in md
+  assert md.count("| resnet10 w4 |") == 4 + 2 and "| FF images/s | FF/HFF |" in md
+  assert "| hff | groups (2, 2) |" in md and "| hff | stage |" in md
   r = section["class_scaling"][1]
   assert (
     f"| resnet10 w4 | 16 | 100 | 8 | {1000 * r['hff_seconds']:.1f} ms | {8 / r['hff_seconds']:.0f} |" in md
