@@ -36,26 +36,14 @@ def finished(workdir: str) -> bool:
   return bool(records) and records[-1].get("epoch") == epochs
 
 
-def resolved_config(config: str, overrides: list[str]) -> dict:
-  """The config ``hffjax train --config CONFIG OVERRIDES`` trains, as its workdir's config.json holds it."""
+def resolved_config(config: str, overrides: list[str]):
+  """The config ``hffjax train --config CONFIG OVERRIDES`` trains (an ``ml_collections.ConfigDict``)."""
   try:
     c = config_lib.load_config(config)
     config_lib.apply_overrides(c, split_overrides(overrides)[1])
   except HFFError as e:
     sys.exit(f"{config} {' '.join(overrides)}: {e}")
-  return json.loads(config_lib.to_json(c))
-
-
-def differing_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
-  """The dotted keys whose values differ between two nested config dicts (missing counts as differing)."""
-  keys = []
-  for k in sorted(set(a) | set(b)):
-    x, y = a.get(k), b.get(k)
-    if isinstance(x, dict) and isinstance(y, dict):
-      keys += differing_keys(x, y, f"{prefix}{k}.")
-    elif x != y:
-      keys.append(prefix + k)
-  return keys
+  return c
 
 
 def summarise(workdir: str) -> dict:

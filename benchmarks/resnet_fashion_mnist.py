@@ -17,8 +17,9 @@ on different days, in different folders. Each run names the machine that finishe
 kept from the report that first held the run; the report's own ``machine`` is the one that wrote
 it), since seconds per epoch compare only runs of one machine. Each run keeps its whole config
 (``settings``, its config.json); a run, in ``--root`` or in the report, whose settings differ from
-what this command would train (the config changed, or other overrides after ``--``) is refused
-with the keys that differ, never reported as this config's.
+what this command would train (the config changed, or other overrides after ``--``; read as a
+resume reads a workdir, so keys hffjax gained since take their defaults) is refused with the keys
+that differ, never reported as this config's.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ import json
 import os
 import sys
 
-from _runs import ROOT, differing_keys, finished, percent, resolved_config, summarise, train
+from _runs import ROOT, finished, percent, resolved_config, summarise, train
 
 from hffjax import bench
+from hffjax.io import workdir as workdir_lib
 
 RUNS = {
   "hff_s0": ("fashion_mnist_resnet", 0),
@@ -57,13 +59,16 @@ def earlier_runs(out: str) -> dict:
     sys.exit(f"{out} is not a report this script wrote ({e}); move it away or pass another --out")
 
 
-def check_settings(what: str, settings: dict | None, wanted: dict) -> None:
+def check_settings(what: str, settings: dict | str | None, wanted) -> None:
   """Refuses to report a run trained with other settings than this command's (a changed config or
-  other overrides): its figures would silently stand for a config they were not measured with."""
+  other overrides): its figures would silently stand for a config they were not measured with.
+  ``settings`` is the run's saved config (its config.json's text, or a report's copy of it), read
+  as a resume reads it: keys added to hffjax since take their defaults, and the keys of how the
+  host reads data (``workdir.HOST_KEYS``) are not compared."""
   if settings is None:
     sys.exit(f"{what} without its settings (an earlier version of this script wrote it); pass another --out")
-  if settings != wanted:
-    keys = differing_keys(settings, wanted)
+  keys = workdir_lib.settings_changes(settings, wanted, ignore=workdir_lib.HOST_KEYS)
+  if keys:
     shown = ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
     sys.exit(f"{what} trained with other settings ({shown}); pass another --out/--root or its overrides")
 
@@ -123,10 +128,12 @@ def main() -> None:
     if not done:
       unfinished.append(name)
       continue
+    # Checked before the (minutes-long) evaluation; `hffjax train` has refused other settings already.
+    with open(os.path.join(workdir, "config.json")) as f:
+      check_settings(f"{workdir} holds a run", f.read(), resolved_config(config, overrides))
     # The machine that finished the run: the one an earlier report named, else this one.
     machine = earlier.get(name, {}).get("machine") or bench.machine_info()
     run = {"config": config, "seed": seed, **summarise(workdir), "machine": machine}
-    check_settings(f"{workdir} holds a run", run["settings"], resolved_config(config, overrides))
     report["runs"][name] = run
     print(f"{name}: test {percent(report['runs'][name]['test_accuracy'])}", file=sys.stderr)
   if report["runs"] or not unfinished:

@@ -6,8 +6,9 @@
 
 Runs of configs/fashion_mnist_resnet{_bp}.py (seed 0) at ``model.width = --width`` for ``--epochs``
 epochs, each through the ``hffjax train`` CLI, one after another in ``--runs`` order: ``bp`` (the
-backprop twin), ``hff_stage`` (``model.learner="stage"``: a stage per learner, four learners; both
-set explicitly) and ``hff_groups_4_4`` (``model.learner="groups"``, ``model.learner_blocks=(4, 4)``:
+backprop twin, its read-out probes on the four stages), ``hff_stage`` (``model.learner="stage"``: a
+stage per learner, four learners; the split of both is given as overrides, whatever the config's)
+and ``hff_groups_4_4`` (``model.learner="groups"``, ``model.learner_blocks=(4, 4)``:
 two learners of two stages each). A run already in ``--root`` resumes (or, when finished, only
 reports), so the script can be stopped and started again. Reports each run's test accuracy (last
 learner, every learner),
@@ -31,7 +32,7 @@ from hffjax.main import positive_int
 
 STAGES = ["--config.model.learner=stage", "--config.model.learner_blocks=()"]
 RUNS = {
-  # Four stage learners set explicitly, so that the study does not follow a change of the config.
+  # The four-stage split as overrides, so that these runs do not follow a change of the config's.
   "bp": ["fashion_mnist_resnet_bp", *STAGES],
   "hff_stage": ["fashion_mnist_resnet", *STAGES],
   "hff_groups_4_4": [

@@ -322,7 +322,8 @@ def resnet_config(
   depth: int,
   learner_blocks: tuple[int, ...] = (),
 ):
-  """A ResNet config for synthetic ``resolution``² RGB images: CIFAR stem below 128 pixels, ImageNet stem above."""
+  """A ResNet config for synthetic ``resolution``² RGB images: CIFAR stem below 128 pixels, ImageNet stem above;
+  ``learner_blocks`` for ``learner="groups"``."""
   c = config_lib.base_config()
   c.dataset, c.method, c.batch_size, c.num_epochs = "synthetic", method, batch_size, 1
   c.model.kind, c.model.depth, c.model.width, c.model.learner = "resnet", depth, width, learner
@@ -443,7 +444,7 @@ def bench_resnet(
         hff["flops_per_step"] / bp["flops_per_step"] if bp["flops_per_step"] else None
       )
       print(
-        f"resnet{depth} {res}px {dtype} HFF ({learner}) / BP step {hff['hff_over_bp_step_time']:.2f}, "
+        f"resnet{depth} {res}px {dtype} HFF ({_learner(hff)}) / BP step {hff['hff_over_bp_step_time']:.2f}, "
         f"{hff['images_per_second']:.0f} img/s, MFU {hff['mfu'] or 0:.1%}",
         file=sys.stderr,
       )

@@ -270,6 +270,35 @@ def test_resnet_report_refuses_runs_of_other_settings(tmp_path, settings, extra,
   assert out.read_text() == before  # nothing reported, nothing lost
 
 
+def test_resnet_report_reads_settings_as_a_resume_does(tmp_path):
+  """A run saved before a key existed compares with that key's default, and the keys a resume may
+  change (how the host reads data, how long to train) are not held against it."""
+  out = tmp_path / "resnet.json"
+  hff = {"config": "fashion_mnist_resnet", "seed": 0, "test_accuracy": 0.9255, "layer_accuracy": [0.9255]}
+  hff |= {"validation_accuracy": 0.93, "median_seconds_per_epoch": 510.0}
+  hff["settings"] = _settings("fashion_mnist_resnet", seed=0, data_workers=3)
+  del hff["settings"]["model"]["learner_blocks"], hff["settings"]["steps_per_call"]
+  out.write_text(json.dumps({"command": "x", "runs": {"hff_s0": hff}, "machine": {"cpu": "c"}}))
+  done = _resnet_report(tmp_path, out)
+  assert done.returncode == 0, done.stderr
+  assert json.loads(out.read_text())["runs"]["hff_s0"]["from_earlier_report"] is True
+
+
+def test_resnet_report_refuses_a_finished_workdir_of_other_settings(tmp_path):
+  """--report-only over a finished run in --root trained otherwise: refused before it is evaluated."""
+  workdir = tmp_path / "runs" / "hff_s0"
+  workdir.mkdir(parents=True)
+  settings = _settings("fashion_mnist_resnet", seed=0, **{"model.width": 8})
+  (workdir / "config.json").write_text(json.dumps(settings))
+  (workdir / "metrics.jsonl").write_text(json.dumps({"step": 1, "epoch": settings["num_epochs"]}) + "\n")
+  out = tmp_path / "resnet.json"
+  done = _resnet_report(tmp_path, out)
+  assert (
+    done.returncode == 1 and "hff_s0 holds a run trained with other settings (model.width)" in done.stderr
+  )
+  assert not out.exists()
+
+
 def test_resnet_report_refuses_a_file_it_did_not_write(tmp_path):
   out = tmp_path / "resnet.json"
   out.write_text("[1, 2]")
@@ -306,6 +335,7 @@ def test_learner_study_reports_every_run_against_backprop(tmp_path):
   assert "minus_bp_test" not in runs["bp"]
   # Each run keeps its whole config: the backprop twin's method, the groups split, the overrides.
   assert runs["bp"]["settings"]["method"] == "bp" and runs["bp"]["settings"]["model"]["width"] == 2
+  assert runs["bp"]["settings"]["model"]["learner"] == "stage"  # set explicitly, like hff_stage's
   assert runs["hff_groups_4_4"]["settings"]["model"]["learner_blocks"] == [4, 4]
   refused = subprocess.run(
     argv[:2] + ["--root", str(tmp_path), "--runs", "hff_block"], capture_output=True, text=True

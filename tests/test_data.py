@@ -71,9 +71,16 @@ def test_idx_files_of_the_other_dataset_are_refused(tmp_path, asked, other):
   with pytest.raises(HFFError, match=f"holds {other}'s IDX files .* not {asked}'s; put {asked}'s in"):
     data.load_dataset(_config(asked, tmp_path))
   # Either file alone gives it away; the dataset's own beginning loads.
-  _write_labels_beginning(tmp_path, (0,) * 10, begins["test"])
-  with pytest.raises(HFFError, match=f"holds {other}'s IDX files"):
+  for train, test in ((begins["train"], (0,) * 10), ((0,) * 10, begins["test"])):
+    _write_labels_beginning(tmp_path, train, test)
+    with pytest.raises(HFFError, match=f"holds {other}'s IDX files"):
+      data.load_dataset(_config(asked, tmp_path))
+  # In the dataset's own subfolder, the files are to be replaced (not moved one level down).
+  (tmp_path / asked).mkdir()
+  _write_labels_beginning(tmp_path / asked, begins["train"], begins["test"])
+  with pytest.raises(HFFError, match=f"; replace the files in {tmp_path / asked} with {asked}'s$"):
     data.load_dataset(_config(asked, tmp_path))
+  os.rename(tmp_path / asked, tmp_path / "elsewhere")
   own = LABELS_BEGIN[asked]
   arrays = _write_labels_beginning(tmp_path, own["train"], own["test"])
   np.testing.assert_array_equal(

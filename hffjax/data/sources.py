@@ -336,9 +336,13 @@ def load_idx_dataset(name: str, data_dir: str | None) -> Dataset:
     if other != name and any(
       tuple(arrays[f"{s}_labels"][:10].tolist()) == begins[s] for s in ("train", "test")
     ):
-      raise HFFError(
-        f"{folder} holds {other}'s IDX files (their labels begin as {other}'s do), not {name}'s; "
+      where = (
         f"put {name}'s in {os.path.join(folder, name)} or point data_dir at them"
+        if os.path.basename(os.path.normpath(folder)) not in (name, os.path.basename(DEFAULT_DIRS[name]))
+        else f"replace the files in {folder} with {name}'s"
+      )
+      raise HFFError(
+        f"{folder} holds {other}'s IDX files (their labels begin as {other}'s do), not {name}'s; {where}"
       )
   seen = int(max(arrays["train_labels"].max(initial=0), arrays["test_labels"].max(initial=0))) + 1
   known = len(CLASS_NAMES.get(name, ())) or None

@@ -22,8 +22,10 @@ from hffjax import sharding
 from hffjax.errors import HFFError
 from hffjax.io import storage, writers
 
+# Keys that change how the host reads data, never what a run computes.
+HOST_KEYS = ("data_workers", "data_prefetch")
 # Keys a resumed run may change: how long to train, and how the host reads data.
-RESUMABLE_KEYS = ("num_epochs", "num_steps", "data_workers", "data_prefetch")
+RESUMABLE_KEYS = ("num_epochs", "num_steps", *HOST_KEYS)
 MARKER = ".hffjax_job"
 
 
@@ -37,11 +39,28 @@ def config_changes(workdir: str, config: ml_collections.ConfigDict) -> list[str]
   if not storage.exists(config_path):
     return None
   try:
-    saved = json.loads(config_lib.to_json(config_lib.from_json(storage.read_text(config_path))))
-  except (OSError, ValueError, TypeError):
+    text = storage.read_text(config_path)
+  except OSError:
     return ["config.json (unreadable)"]
-  saved, now = _flat(saved), _flat(json.loads(config_lib.to_json(config)))
-  return sorted(k for k in set(saved) | set(now) if k not in RESUMABLE_KEYS and saved.get(k) != now.get(k))
+  return settings_changes(text, config)
+
+
+def settings_changes(
+  saved: str | dict, config: ml_collections.ConfigDict, ignore: tuple[str, ...] = RESUMABLE_KEYS
+) -> list[str]:
+  """Keys, other than ``ignore``, whose value differs between a saved config (a config.json's text or
+  its parsed dict) and ``config``: by default empty when ``config`` would resume that run. The saved
+  config is read on top of today's defaults, so a key added since compares as its default."""
+  try:
+    text = saved if isinstance(saved, str) else json.dumps(saved)
+    then = json.loads(config_lib.to_json(config_lib.from_json(text)))
+  except (ValueError, TypeError, AttributeError, HFFError):
+    return ["config.json (unreadable)"]
+  then, now = _flat(then), _flat(json.loads(config_lib.to_json(config)))
+  missing = object()
+  return sorted(
+    k for k in set(then) | set(now) if k not in ignore and then.get(k, missing) != now.get(k, missing)
+  )
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:
