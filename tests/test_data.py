@@ -134,6 +134,23 @@ def test_fashion_mnist_prepared_by_tfds_is_found_through_the_environment(tmp_pat
   assert ds.image_shape == (28, 28, 1) and ds.num_classes == 10
 
 
+def test_tfds_subfolder_comes_before_the_other_datasets_idx_files_beside_it(tmp_path):
+  """MNIST's IDX files in data_dir beside a fashion_mnist/ that TFDS prepared: each is read as itself."""
+  tfds = pytest.importorskip("tensorflow_datasets")
+  from tfds_fixture import build_variable_size_dataset
+
+  version = str(tfds.builder_cls("fashion_mnist").VERSION)
+  build_variable_size_dataset(
+    str(tmp_path), name="fashion_mnist", version=version, image_shape=(28, 28, 1), num_classes=10, png=True
+  )
+  mnist = _write_labels_beginning(tmp_path, *LABELS_BEGIN["mnist"].values())
+  fashion = data.load_dataset(_config("fashion_mnist", tmp_path))
+  assert isinstance(fashion.train, data.RecordSource) and len(fashion.train) == 60
+  np.testing.assert_array_equal(
+    data.load_dataset(_config("mnist", tmp_path)).train_labels, mnist["train_labels"]
+  )
+
+
 def test_labels_of_one_class_are_refused(tmp_path):
   write_idx_folder(tmp_path, max_label=0)
   with pytest.raises(HFFError, match=r"^fashion_mnist has labels of 1 class; a classifier needs at least 2"):

@@ -604,11 +604,13 @@ def load_dataset(config) -> Dataset:
 
 
 def _has_idx(name: str, data_dir: str) -> bool:
-  """Whether ``data_dir`` or its ``<name>/`` subfolder holds IDX files (they win over a TFDS folder)."""
-  return bool(data_dir) and any(
-    os.path.isfile(os.path.join(d, IDX_FILES["train_images"]))
-    for d in (data_dir, os.path.join(data_dir, name))
-  )
+  """Whether ``data_dir`` holds ``name`` as IDX files: its ``<name>/`` subfolder, where there is one,
+  decides (IDX files there, else a TFDS folder: files beside it are another dataset's), else
+  ``data_dir`` itself, as :func:`find_idx_dir` looks."""
+  if not data_dir:
+    return False
+  sub = os.path.join(data_dir, name)
+  return os.path.isfile(os.path.join(sub if os.path.isdir(sub) else data_dir, IDX_FILES["train_images"]))
 
 
 def _tfds_prepared(name: str, data_dir: str) -> bool:
