@@ -8,14 +8,14 @@ Runs of configs/fashion_mnist_resnet{_bp}.py (seed 0) at ``model.width = --width
 epochs, each through the ``hffjax train`` CLI, one after another in ``--runs`` order: ``bp`` (the
 backprop twin, its read-out probes on the four stages), ``hff_stage`` (``model.learner="stage"``: a
 stage per learner, four learners; the split of both is given as overrides, whatever the config's)
-and ``hff_groups_4_4`` (``model.learner="groups"``, ``model.learner_blocks=(4, 4)``:
-two learners of two stages each). A run already in ``--root`` resumes (or, when finished, only
-reports), so the script can be stopped and started again. Reports each run's test accuracy (last
-learner, every learner),
-validation accuracy (the figure to choose by) and seconds per epoch, and each HFF run's last
-learner minus backprop's on test and on validation. Arguments after ``--`` go to every ``hffjax
-train``. The report (``--out``) is written with the
-runs finished so far (``"complete": false`` until every run in ``--runs`` has finished).
+and ``hff_groups_4_4`` (``model.learner="groups"``, ``model.learner_blocks=(4, 4)``: two learners
+of two stages each; any other split as ``hff_groups_A_B...``, e.g. ``hff_groups_3_5``, checked
+against the net before any run trains). A run already in ``--root`` resumes (or, when finished,
+only reports), so the script can be stopped and started again. Reports each run's test accuracy
+(last learner, every learner), validation accuracy (the figure to choose by) and seconds per epoch,
+and each HFF run's last learner minus backprop's on test and on validation. Arguments after ``--``
+go to every ``hffjax train``. The report (``--out``) is written with the runs finished so far
+(``"complete": false`` until every run in ``--runs`` has finished).
 """
 
 from __future__ import annotations
@@ -23,11 +23,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 
-from _runs import ROOT, percent, summarise, train
+from _runs import ROOT, percent, resolved_config, summarise, train
 
 from hffjax import bench
+from hffjax import config as config_lib
+from hffjax.errors import HFFError
 from hffjax.main import positive_int
 
 STAGES = ["--config.model.learner=stage", "--config.model.learner_blocks=()"]
@@ -35,21 +38,37 @@ RUNS = {
   # The four-stage split as overrides, so that these runs do not follow a change of the config's.
   "bp": ["fashion_mnist_resnet_bp", *STAGES],
   "hff_stage": ["fashion_mnist_resnet", *STAGES],
-  "hff_groups_4_4": [
+}
+GROUPS = re.compile(r"hff_groups((?:_[1-9][0-9]*)+)")  # hff_groups_4_4, hff_groups_3_5, hff_groups_2_2_4, ...
+
+
+DEFAULT_RUNS = ["bp", "hff_stage", "hff_groups_4_4"]
+
+
+def run_args(name: str) -> list[str]:
+  """The config and overrides of run ``name``: one of ``RUNS``, or ``hff_groups_A_B...``
+  (``model.learner="groups"``, ``model.learner_blocks=(A, B, ...)``)."""
+  if name in RUNS:
+    return RUNS[name]
+  match = GROUPS.fullmatch(name)
+  if not match:
+    raise argparse.ArgumentTypeError(
+      f"unknown run {name!r}; use some of {', '.join(RUNS)}, hff_groups_A_B... (e.g. hff_groups_4_4)"
+    )
+  blocks = ",".join(match.group(1).strip("_").split("_"))
+  return [
     "fashion_mnist_resnet",
     "--config.model.learner=groups",
-    "--config.model.learner_blocks=(4,4)",
-  ],
-}
+    f"--config.model.learner_blocks=({blocks},)",
+  ]
 
 
 def _names(text: str) -> list[str]:
   names = [n for n in text.split(",") if n]
-  unknown = [n for n in names if n not in RUNS]
-  if unknown or not names:
-    raise argparse.ArgumentTypeError(
-      f"unknown run {', '.join(unknown) or text!r}; use some of {', '.join(RUNS)}"
-    )
+  if not names:
+    raise argparse.ArgumentTypeError(f"no run in {text!r}; use some of {', '.join(DEFAULT_RUNS)}")
+  for name in names:
+    run_args(name)
   return names
 
 
@@ -58,7 +77,12 @@ def main() -> None:
   parser.add_argument("--root", required=True, help="folder for the workdirs, one per run")
   parser.add_argument("--width", type=positive_int, default=16, help="model.width (the config's own is 32)")
   parser.add_argument("--epochs", type=positive_int, default=18)
-  parser.add_argument("--runs", type=_names, default=list(RUNS), help=f"comma-separated, of {','.join(RUNS)}")
+  parser.add_argument(
+    "--runs",
+    type=_names,
+    default=DEFAULT_RUNS,
+    help=f"comma-separated, of {','.join(RUNS)} and hff_groups_A_B... (default {','.join(DEFAULT_RUNS)})",
+  )
   parser.add_argument("--out", default=None)
   parser.add_argument("extra", nargs="*", help="overrides passed to every run (after --)")
   args = parser.parse_args()
@@ -72,11 +96,17 @@ def main() -> None:
     "epochs": args.epochs,
     "runs": {},
   }
+  sizes = [f"--config.model.width={args.width}", f"--config.num_epochs={args.epochs}", "--config.seed=0"]
+  for name in args.runs:  # a split that does not fit the net is refused before any run trains
+    config, *overrides = run_args(name)
+    try:
+      config_lib.validate_config(resolved_config(config, [*sizes, *overrides, *args.extra]))
+    except HFFError as e:
+      parser.error(f"{name}: {e}")
   stopped = None
   for name in args.runs:
-    config, *overrides = RUNS[name]
+    config, *overrides = run_args(name)
     workdir = os.path.join(args.root, name)
-    sizes = [f"--config.model.width={args.width}", f"--config.num_epochs={args.epochs}", "--config.seed=0"]
     if not train(config, workdir, [*sizes, *overrides, *args.extra]):
       stopped = name
       break

@@ -320,24 +320,32 @@ def test_learner_study_reports_every_run_against_backprop(tmp_path):
     "--root",
     str(tmp_path / "runs"),
   ]
-  argv += ["--width", "2", "--epochs", "1", "--runs", "bp,hff_groups_4_4", "--out", str(out), "--", *tiny]
+  argv += ["--width", "2", "--epochs", "1", "--runs", "bp,hff_groups_3_5", "--out", str(out), "--", *tiny]
   done = subprocess.run(argv, capture_output=True, text=True, cwd=root)
   assert done.returncode == 0, done.stderr[-2000:]
   report = json.loads(out.read_text())
   assert report["complete"] is True and (report["width"], report["epochs"]) == (2, 1)
   runs = report["runs"]
-  assert list(runs) == ["bp", "hff_groups_4_4"]
+  assert list(runs) == ["bp", "hff_groups_3_5"]
   assert [len(r["layer_accuracy"]) for r in runs.values()] == [1, 2]
-  hff, bp = runs["hff_groups_4_4"], runs["bp"]
+  hff, bp = runs["hff_groups_3_5"], runs["bp"]
   assert hff["minus_bp_test"] == pytest.approx(hff["test_accuracy"] - bp["test_accuracy"])
   assert hff["minus_bp_validation"] == pytest.approx(hff["validation_accuracy"] - bp["validation_accuracy"])
-  assert f"| hff_groups_4_4 | 2 | {100 * hff['test_accuracy']:.2f}% | " in done.stdout
+  assert f"| hff_groups_3_5 | 2 | {100 * hff['test_accuracy']:.2f}% | " in done.stdout
   assert "minus_bp_test" not in runs["bp"]
   # Each run keeps its whole config: the backprop twin's method, the groups split, the overrides.
   assert runs["bp"]["settings"]["method"] == "bp" and runs["bp"]["settings"]["model"]["width"] == 2
   assert runs["bp"]["settings"]["model"]["learner"] == "stage"  # set explicitly, like hff_stage's
-  assert runs["hff_groups_4_4"]["settings"]["model"]["learner_blocks"] == [4, 4]
+  assert runs["hff_groups_3_5"]["settings"]["model"]["learner_blocks"] == [3, 5]
   refused = subprocess.run(
     argv[:2] + ["--root", str(tmp_path), "--runs", "hff_block"], capture_output=True, text=True
   )
   assert refused.returncode == 2 and "unknown run 'hff_block'" in refused.stderr
+  # A split that does not add up to the net's blocks is refused before anything trains.
+  refused = subprocess.run(
+    argv[:2] + ["--root", str(tmp_path / "none"), "--runs", "bp,hff_groups_3_4"],
+    capture_output=True,
+    text=True,
+  )
+  assert refused.returncode == 2 and "hff_groups_3_4: model.learner='groups' needs" in refused.stderr
+  assert not (tmp_path / "none").exists()
