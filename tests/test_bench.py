@@ -349,3 +349,24 @@ def test_learner_study_reports_every_run_against_backprop(tmp_path):
   )
   assert refused.returncode == 2 and "hff_groups_3_4: model.learner='groups' needs" in refused.stderr
   assert not (tmp_path / "none").exists()
+
+
+def test_accelerator_script_runs_end_to_end_on_tiny_settings(tmp_path):
+  """benchmarks/resnet_accelerator.sh, the one call an accelerator gets, on tiny synthetic settings:
+  the speed bench with its ResNet rows, the three trainings and their table."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  tiny = ["--config.dataset=synthetic", "--config.synthetic.num_train=48", "--config.synthetic.num_test=16"]
+  tiny += ["--config.synthetic.image_shape=(8,8,1)", "--config.validation_split=train[-16:]"]
+  tiny += ["--config.batch_size=16", "--config.eval_batch_size=16", "--config.warmup_steps=0"]
+  tiny += ["--config.model.width=2", "--config.num_epochs=1"]
+  env = {**os.environ, "OUT": str(tmp_path / "out"), "RUNS": str(tmp_path / "runs"), "BENCH_ARGS": "--quick"}
+  env |= {"EXTRA": " ".join(tiny), "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+  script = os.path.join(root, "benchmarks", "resnet_accelerator.sh")
+  done = subprocess.run(["bash", script], capture_output=True, text=True, cwd=root, env=env)
+  assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+  speed = json.loads((tmp_path / "out" / "speed.json").read_text())
+  learners = [(r["method"], r["learner"]) for r in speed["resnet"]["training"]]
+  assert learners == [("hff", "block"), ("hff", "stage"), ("hff", "groups"), ("bp", "-")]
+  for name in ("hff_s0", "hff_s1", "bp_s0"):
+    last = json.loads((tmp_path / "out" / f"resnet_{name}.jsonl").read_text().splitlines()[-1])
+    assert last["epoch"] == 1 and f"| {name} | 1 | {100 * last['test_accuracy']:.2f}% |" in done.stdout
