@@ -307,6 +307,8 @@ def matmul_peak_flops(dtype: str, n: int | None = None, repeats: int = 5) -> flo
 
 def two_learners(depth: int) -> tuple[int, int]:
   """``model.learner_blocks`` for a ResNet of ``depth`` as two learners: stages 1-2, then stages 3-4."""
+  if depth not in STAGE_SIZES:
+    raise HFFError(f"no ResNet of depth {depth}; use one of {tuple(STAGE_SIZES)}")
   sizes = STAGE_SIZES[depth]
   return sum(sizes[:2]), sum(sizes[2:])
 

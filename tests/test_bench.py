@@ -9,6 +9,7 @@ import pytest
 from hffjax import bench, sharding, train
 from hffjax import config as config_lib
 from hffjax import data as data_lib
+from hffjax.errors import HFFError
 from hffjax.main import run
 
 TRAINING_FIELDS = {
@@ -187,6 +188,12 @@ def test_resnet_speed_section_has_every_field():
   assert (
     f"| resnet10 w4 | 16 | 100 | 8 | {1000 * r['hff_seconds']:.1f} ms | {8 / r['hff_seconds']:.0f} |" in md
   )
+
+
+def test_two_learners_splits_each_depth_at_its_third_stage():
+  assert [bench.two_learners(d) for d in (10, 18, 34)] == [(2, 2), (4, 4), (7, 9)]
+  with pytest.raises(HFFError, match=r"^no ResNet of depth 50; use one of \(10, 18, 34\)$"):
+    bench.two_learners(50)
 
 
 def _run(arch, method, points):

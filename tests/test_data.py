@@ -151,6 +151,16 @@ def test_tfds_subfolder_comes_before_the_other_datasets_idx_files_beside_it(tmp_
   )
 
 
+def test_subfolder_with_some_idx_files_is_refused_not_read_as_tfds(tmp_path):
+  """A fashion_mnist/ subfolder missing an IDX file is named as such, even with all four files beside it."""
+  write_idx_folder(tmp_path)
+  (tmp_path / "fashion_mnist").mkdir()
+  write_idx_folder(tmp_path / "fashion_mnist")
+  os.remove(tmp_path / "fashion_mnist" / "train-images-idx3-ubyte.gz")
+  with pytest.raises(HFFError, match=r"fashion_mnist lacks train-images-idx3-ubyte.gz; put all four"):
+    data.load_dataset(_config("fashion_mnist", tmp_path))
+
+
 def test_labels_of_one_class_are_refused(tmp_path):
   write_idx_folder(tmp_path, max_label=0)
   with pytest.raises(HFFError, match=r"^fashion_mnist has labels of 1 class; a classifier needs at least 2"):

@@ -299,7 +299,7 @@ def find_idx_dir(name: str, data_dir: str | None) -> str:
   else:
     candidates = [DEFAULT_DIRS[name]] if name in DEFAULT_DIRS else []
   for d in candidates:
-    present = [f for f in IDX_FILES.values() if os.path.isfile(os.path.join(d, f))]
+    present = _idx_files_in(d)
     if len(present) == len(IDX_FILES):
       return d
     if present:
@@ -582,7 +582,7 @@ def load_dataset(config) -> Dataset:
   elif name in IDX_DATASETS:
     # IDX files where the user points (data_dir, else $HFFJAX_DATA_DIR), else TFDS's prepared copy there.
     named = config.data_dir or os.environ.get(DATA_DIR_ENV, "")
-    if _tfds_prepared(name, named) and not _has_idx(name, named):
+    if _tfds_subfolder(name, named):
       ds = load_tfds_dataset(name, named)  # e.g. prepared by TFDS in a notebook
     else:
       ds = load_idx_dataset(name, config.data_dir or None)
@@ -603,18 +603,17 @@ def load_dataset(config) -> Dataset:
   return ds
 
 
-def _has_idx(name: str, data_dir: str) -> bool:
-  """Whether ``data_dir`` holds ``name`` as IDX files: its ``<name>/`` subfolder, where there is one,
-  decides (IDX files there, else a TFDS folder: files beside it are another dataset's), else
-  ``data_dir`` itself, as :func:`find_idx_dir` looks."""
-  if not data_dir:
-    return False
-  sub = os.path.join(data_dir, name)
-  return os.path.isfile(os.path.join(sub if os.path.isdir(sub) else data_dir, IDX_FILES["train_images"]))
+def _idx_files_in(folder: str) -> list[str]:
+  """The IDX file names of :data:`IDX_FILES` present in ``folder``."""
+  return [f for f in IDX_FILES.values() if os.path.isfile(os.path.join(folder, f))]
 
 
-def _tfds_prepared(name: str, data_dir: str) -> bool:
-  return bool(data_dir) and os.path.isdir(os.path.join(data_dir, name))
+def _tfds_subfolder(name: str, data_dir: str) -> bool:
+  """Whether ``data_dir``'s ``<name>/`` subfolder is a TFDS-prepared copy: it exists and holds no IDX
+  file. The subfolder comes first, as in :func:`find_idx_dir`: IDX files beside it are another
+  dataset's, and a subfolder with only some IDX files is refused there, never read as TFDS."""
+  sub = os.path.join(data_dir, name) if data_dir else ""
+  return bool(sub) and os.path.isdir(sub) and not _idx_files_in(sub)
 
 
 def validate(ds: Dataset) -> None:
