@@ -32,7 +32,7 @@ from hffjax.baselines import build_ff_model
 from hffjax.errors import HFFError
 from hffjax.io import storage, writers
 from hffjax.models import build_model
-from hffjax.models.resnet import STAGE_SIZES
+from hffjax.models.resnet import stage_sizes
 
 # The shipped configs: a checkout's configs/, or the installed package hffjax.configs outside one.
 DEFAULT_CONFIGS_DIR = config_lib.config_dirs()[0]
@@ -307,9 +307,7 @@ def matmul_peak_flops(dtype: str, n: int | None = None, repeats: int = 5) -> flo
 
 def two_learners(depth: int) -> tuple[int, int]:
   """``model.learner_blocks`` for a ResNet of ``depth`` as two learners: stages 1-2, then stages 3-4."""
-  if depth not in STAGE_SIZES:
-    raise HFFError(f"no ResNet of depth {depth}; use one of {tuple(STAGE_SIZES)}")
-  sizes = STAGE_SIZES[depth]
+  sizes = stage_sizes(depth)
   return sum(sizes[:2]), sum(sizes[2:])
 
 

@@ -515,9 +515,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise HFFError(f"train_mode='lean' trains HFF block by block; method={config.method!r} needs 'fused'")
   m = config.model
   if m.kind == "resnet" and (m.learner == "groups" or m.learner_blocks):
-    from hffjax.models.resnet import STAGE_SIZES, learner_blocks  # noqa: PLC0415  (keeps config imports light)
+    from hffjax.models.resnet import learner_blocks, stage_sizes  # noqa: PLC0415  (keeps config imports light)
 
-    learner_blocks(m.learner, STAGE_SIZES[m.depth], tuple(m.learner_blocks))
+    learner_blocks(m.learner, stage_sizes(m.depth), tuple(m.learner_blocks))
   if m.kind == "cnn" and m.pool and len(m.pool) != len(m.channels):
     raise HFFError(
       f"model.pool has {len(m.pool)} entries but model.channels has {len(m.channels)}; "

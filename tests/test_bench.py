@@ -192,7 +192,7 @@ def test_resnet_speed_section_has_every_field():
 
 def test_two_learners_splits_each_depth_at_its_third_stage():
   assert [bench.two_learners(d) for d in (10, 18, 34)] == [(2, 2), (4, 4), (7, 9)]
-  with pytest.raises(HFFError, match=r"^no ResNet of depth 50; use one of \(10, 18, 34\)$"):
+  with pytest.raises(HFFError, match=r"^unknown model.depth 50; use one of \(10, 18, 34\)$"):
     bench.two_learners(50)
 
 

@@ -612,8 +612,10 @@ def _tfds_subfolder(name: str, data_dir: str) -> bool:
   """Whether ``data_dir``'s ``<name>/`` subfolder is a TFDS-prepared copy: it exists and holds no IDX
   file. The subfolder comes first, as in :func:`find_idx_dir`: IDX files beside it are another
   dataset's, and a subfolder with only some IDX files is refused there, never read as TFDS."""
-  sub = os.path.join(data_dir, name) if data_dir else ""
-  return bool(sub) and os.path.isdir(sub) and not _idx_files_in(sub)
+  if not data_dir:
+    return False
+  sub = os.path.join(data_dir, name)
+  return os.path.isdir(sub) and not _idx_files_in(sub)
 
 
 def validate(ds: Dataset) -> None:

@@ -22,6 +22,13 @@ STEMS = ("cifar", "imagenet")
 LEARNERS = ("block", "stage", "groups")
 
 
+def stage_sizes(depth) -> tuple[int, ...]:
+  """Residual blocks per stage of a BasicBlock ResNet-``depth``; refuses a depth hffjax does not build."""
+  if depth not in STAGE_SIZES:
+    raise HFFError(f"unknown model.depth {depth}; use one of {tuple(STAGE_SIZES)}")
+  return STAGE_SIZES[depth]
+
+
 def _conv(
   in_channels: int, channels: int, size: int, stride: int, *, norm: str, dtype, rngs: nnx.Rngs
 ) -> nnx.Conv:
@@ -134,11 +141,9 @@ def build_resnet(cfg, *, input_shape: tuple[int, int, int], rngs: nnx.Rngs) -> l
   consecutive blocks of the sizes in ``model.learner_blocks`` (e.g. ``(4, 4)``:
   two learners of two stages each), which may cross stage boundaries.
   """
-  if cfg.depth not in STAGE_SIZES:
-    raise HFFError(f"unknown model.depth {cfg.depth}; use one of {tuple(STAGE_SIZES)}")
+  sizes = stage_sizes(cfg.depth)
   if cfg.width <= 0:
     raise HFFError(f"model.width must be > 0, got {cfg.width}")
-  sizes = STAGE_SIZES[cfg.depth]
   counts = learner_blocks(cfg.learner, sizes, tuple(cfg.get("learner_blocks", ())))
   dtype = jnp.dtype(cfg.dtype)
   stem = Stem(input_shape[-1], cfg.width, kind=cfg.stem, norm=cfg.norm, dtype=dtype, rngs=rngs)
