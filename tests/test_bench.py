@@ -377,3 +377,23 @@ def test_accelerator_script_runs_end_to_end_on_tiny_settings(tmp_path):
   for name in ("hff_s0", "hff_s1", "bp_s0"):
     last = json.loads((tmp_path / "out" / f"resnet_{name}.jsonl").read_text().splitlines()[-1])
     assert last["epoch"] == 1 and f"| {name} | 1 | {100 * last['test_accuracy']:.2f}% |" in done.stdout
+
+
+def test_resnet_step_time_times_each_setting_side_by_side(tmp_path):
+  """benchmarks/resnet_step_time.py at tiny widths: every setting timed, its HFF ÷ BP ratios from its medians."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = tmp_path / "step.json"
+  argv = [sys.executable, os.path.join(root, "benchmarks", "resnet_step_time.py")]
+  argv += ["--width", "4", "--steps", "1", "--rounds", "2", "--out", str(out)]
+  done = subprocess.run(argv, capture_output=True, text=True, cwd=root)
+  assert done.returncode == 0, done.stderr[-2000:]
+  report = json.loads(out.read_text())
+  names = ["hff_shipped", "hff_w16_groups_4_4", "bp_shipped", "bp_w16"]
+  assert list(report["step_seconds"]) == names and all(len(s) == 2 for s in report["step_seconds"].values())
+  assert [report["settings"][n]["width"] for n in names] == [4, 2, 4, 2]
+  assert [report["settings"][n]["method"] for n in names] == ["hff", "hff", "bp", "bp"]
+  assert report["settings"]["hff_w16_groups_4_4"]["learner"] == "groups"
+  medians = report["median_step_seconds"]
+  assert medians["hff_shipped"] == pytest.approx(sum(report["step_seconds"]["hff_shipped"]) / 2)
+  assert report["hff_over_bp_step"]["w16"] == pytest.approx(medians["hff_w16_groups_4_4"] / medians["bp_w16"])
+  assert report["command"].endswith(f"--out {out}") and report["machine"]["backend"] == "cpu"
