@@ -21,6 +21,17 @@ def tiny_config():
   return load_config(os.path.join(ROOT, "configs", "tiny.py"))
 
 
+def config_leaves(c, prefix: str = ""):
+  """``(dotted key, value)`` for every leaf of a ConfigDict, nested ones included."""
+  import ml_collections  # noqa: PLC0415
+
+  for k, v in c.items():
+    if isinstance(v, ml_collections.ConfigDict):
+      yield from config_leaves(v, f"{prefix}{k}.")
+    else:
+      yield prefix + k, v
+
+
 def eval_cli(workdir, env=None) -> dict:
   """``hffjax eval --workdir W`` in a subprocess; its JSON line."""
   proc = subprocess.run(

@@ -388,12 +388,14 @@ def test_resnet_step_time_times_each_setting_side_by_side(tmp_path):
   done = subprocess.run(argv, capture_output=True, text=True, cwd=root)
   assert done.returncode == 0, done.stderr[-2000:]
   report = json.loads(out.read_text())
-  names = ["hff_shipped", "hff_w16_groups_4_4", "bp_shipped", "bp_w16"]
+  names = ["hff_w32_stage", "hff_w16_groups_4_4", "bp_w32", "bp_w16"]
   assert list(report["step_seconds"]) == names and all(len(s) == 2 for s in report["step_seconds"].values())
   assert [report["settings"][n]["width"] for n in names] == [4, 2, 4, 2]
   assert [report["settings"][n]["method"] for n in names] == ["hff", "hff", "bp", "bp"]
-  assert report["settings"]["hff_w16_groups_4_4"]["learner"] == "groups"
+  assert [report["settings"][n]["learner"] for n in names[:2]] == ["stage", "groups"]
+  assert report["batch_size"] == 128 and report["steps_per_epoch"] == 55_000 // 128
   medians = report["median_step_seconds"]
-  assert medians["hff_shipped"] == pytest.approx(sum(report["step_seconds"]["hff_shipped"]) / 2)
+  assert medians["hff_w32_stage"] == pytest.approx(sum(report["step_seconds"]["hff_w32_stage"]) / 2)
+  assert report["hff_over_bp_step"]["w32"] == pytest.approx(medians["hff_w32_stage"] / medians["bp_w32"])
   assert report["hff_over_bp_step"]["w16"] == pytest.approx(medians["hff_w16_groups_4_4"] / medians["bp_w16"])
   assert report["command"].endswith(f"--out {out}") and report["machine"]["backend"] == "cpu"

@@ -10,7 +10,7 @@ import os
 
 import ml_collections
 import pytest
-from conftest import ROOT, tree_hashes
+from conftest import ROOT, config_leaves, tree_hashes
 
 from hffjax import config as config_lib
 from hffjax.config import base_config, load_config, validate_config
@@ -166,16 +166,6 @@ BAD = {
 ROWS = [(key, value, fragment) for key, rows in BAD.items() for value, fragment in rows]
 
 
-def _leaf_keys(c, prefix=""):
-  keys = set()
-  for k, v in c.items():
-    if isinstance(v, ml_collections.ConfigDict):
-      keys |= _leaf_keys(v, f"{prefix}{k}.")
-    else:
-      keys.add(prefix + k)
-  return keys
-
-
 def _put(c, key, value):
   """Sets ``key`` to ``value`` past ConfigDict's type-safe assignment (so wrongly typed values get in too)."""
   *path, leaf = key.split(".")
@@ -193,7 +183,7 @@ def _refusal(c) -> str:
 
 
 def test_every_key_has_a_row_and_a_check():
-  keys = _leaf_keys(base_config())
+  keys = {k for k, _ in config_leaves(base_config())}
   assert set(BAD) == keys
   assert set(config_lib.CHECKS) == keys
 

@@ -7,13 +7,11 @@ import importlib
 import os
 import re
 
-import ml_collections
 import pytest
+from conftest import ROOT, config_leaves
 
 import hffjax
 from hffjax.config import base_config
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 MODULES = (
   "hffjax.losses",
@@ -50,14 +48,6 @@ def _readme_section(title: str) -> list[str]:
   return [line for line in section.splitlines() if line.startswith("| `")]
 
 
-def _leaves(c: ml_collections.ConfigDict, prefix: str = ""):
-  for k, v in c.items():
-    if isinstance(v, ml_collections.ConfigDict):
-      yield from _leaves(v, f"{prefix}{k}.")
-    else:
-      yield prefix + k, v
-
-
 def test_readme_config_reference_lists_every_key_at_its_default():
   """Each row's backticked keys take its backticked defaults in order (one default may serve them all)."""
   documented = {}
@@ -68,7 +58,7 @@ def test_readme_config_reference_lists_every_key_at_its_default():
     assert len(keys) == len(defaults), f"README row {keys} has defaults {defaults}"
     for key, default in zip(keys, defaults, strict=True):
       documented[key] = ast.literal_eval(default)
-  actual = dict(_leaves(base_config()))
+  actual = dict(config_leaves(base_config()))
   assert sorted(set(actual) - set(documented)) == [], "keys of base_config() missing from the README"
   assert sorted(set(documented) - set(actual)) == [], "README keys that base_config() lacks"
   wrong = {
