@@ -514,10 +514,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.train_mode == "lean" and config.method != "hff":
     raise HFFError(f"train_mode='lean' trains HFF block by block; method={config.method!r} needs 'fused'")
   m = config.model
-  if m.kind == "resnet" and (m.learner == "groups" or m.learner_blocks):
+  if m.kind == "resnet" and (m.learner == "groups" or m.learner_blocks or config.freeze):
     from hffjax.models.resnet import learner_blocks, stage_sizes  # noqa: PLC0415  (keeps config imports light)
 
-    learner_blocks(m.learner, stage_sizes(m.depth), tuple(m.learner_blocks))
+    learners = len(learner_blocks(m.learner, stage_sizes(m.depth), tuple(m.learner_blocks)))
+    bad = [int(i) for i in config.freeze if int(i) >= learners]
+    if bad:  # checked here too (the model checks every kind) so a run is refused before it starts
+      raise HFFError(f"freeze names learners {bad} but the model has {learners} (0..{learners - 1})")
   if m.kind == "cnn" and m.pool and len(m.pool) != len(m.channels):
     raise HFFError(
       f"model.pool has {len(m.pool)} entries but model.channels has {len(m.channels)}; "

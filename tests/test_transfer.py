@@ -292,3 +292,21 @@ def test_learner_fingerprints_have_one_entry_per_learner_in_order():
   hashes = learner_fingerprints({"blocks": {0: first, 2: third}, "heads": {}}, 3)  # block 1 has no parameters
   assert hashes == [fingerprint(first)[:16], fingerprint({})[:16], fingerprint(third)[:16]]
   assert len(set(hashes)) == 3
+
+
+def test_freeze_beyond_a_resnets_learners_is_refused_by_the_config_check():
+  """validate_config counts a ResNet's learners, so a bad freeze stops a run before anything loads or trains."""
+  from hffjax.config import base_config, validate_config
+
+  c = base_config()
+  c.model.kind, c.model.depth, c.model.learner, c.model.learner_blocks = "resnet", 18, "groups", (4, 4)
+  c.init_from, c.freeze = "runs/bp04", (0, 1)
+  validate_config(c)
+  c.freeze = (0, 2)
+  with pytest.raises(HFFError, match=r"^freeze names learners \[2\] but the model has 2 \(0\.\.1\)$"):
+    validate_config(c)
+  c.model.learner, c.model.learner_blocks = "stage", ()
+  validate_config(c)  # four stage learners: 2 is one
+  c.freeze = (4,)
+  with pytest.raises(HFFError, match=r"freeze names learners \[4\] but the model has 4 \(0\.\.3\)"):
+    validate_config(c)
