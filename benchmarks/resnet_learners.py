@@ -75,7 +75,7 @@ def _names(text: str) -> list[str]:
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--root", required=True, help="folder for the workdirs, one per run")
-  parser.add_argument("--width", type=positive_int, default=16, help="model.width (the config's own is 32)")
+  parser.add_argument("--width", type=positive_int, default=16, help="model.width (the config's own is 16)")
   parser.add_argument("--epochs", type=positive_int, default=18)
   parser.add_argument(
     "--runs",

@@ -1,14 +1,18 @@
 """Transfer on Fashion-MNIST: a backprop ResNet trained on classes 0-4, then HFF on classes 5-9 from it.
 
-  python benchmarks/transfer.py --root runs/transfer [--epochs 3] [--out benchmarks/results/transfer-<machine>.json]
+  python benchmarks/transfer.py --root runs/transfer [--epochs 3] [--freeze '(0,)']
+      [--out benchmarks/results/transfer-<machine>.json] [-- --config.KEY=VALUE ...]
 
 Four runs of configs/fashion_mnist_resnet{_bp}.py (seed 0), each through the ``hffjax train`` CLI:
 ``bp04`` (backprop, classes 0-4), then HFF on classes 5-9 for the same number of steps from
 scratch (``scratch59``), from bp04's backbone (``unfrozen59``, ``init_from``) and from it with the
-first three stage learners frozen (``frozen59``, ``freeze=(0,1,2)``). A run already in ``--root``
-resumes (or, when finished, only reports), so the script can be stopped and started again.
-Reports each run's test accuracy (last learner, every learner), validation accuracy, seconds per
-epoch, and which learners kept bp04's parameters (``learner_fingerprints``).
+learners ``--freeze`` names frozen (``frozen59``; the default ``(0,)`` is every learner but the last
+of the config's two). Arguments after ``--`` go to every run (e.g. ``--config.model.width=32
+--config.model.learner=stage --config.model.learner_blocks=()`` with ``--freeze '(0,1,2)'``: four
+stage learners, the last one trained). Every run's config is checked before any run trains. A run
+already in ``--root`` resumes (or, when finished, only reports), so the script can be stopped and
+started again. Reports each run's test accuracy (last learner, every learner), validation accuracy,
+seconds per epoch, and which learners kept bp04's parameters (``learner_fingerprints``).
 """
 
 from __future__ import annotations
@@ -18,15 +22,17 @@ import json
 import os
 import sys
 
-from _runs import ROOT, percent, summarise, train
+from _runs import ROOT, percent, resolved_config, summarise, train
 
 from hffjax import bench
+from hffjax import config as config_lib
+from hffjax.errors import HFFError
 from hffjax.main import positive_int
 
 OLD, NEW = "(0,1,2,3,4)", "(5,6,7,8,9)"
 
 
-def runs(root: str) -> dict[str, list[str]]:
+def runs(root: str, freeze: str) -> dict[str, list[str]]:
   source = os.path.join(root, "bp04")
   return {
     "bp04": ["fashion_mnist_resnet_bp", f"--config.classes={OLD}"],
@@ -36,7 +42,7 @@ def runs(root: str) -> dict[str, list[str]]:
       "fashion_mnist_resnet",
       f"--config.classes={NEW}",
       f"--config.init_from={source}",
-      "--config.freeze=(0,1,2)",
+      f"--config.freeze={freeze}",
     ],
   }
 
@@ -45,12 +51,26 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--root", required=True, help="folder for the four workdirs")
   parser.add_argument("--epochs", type=positive_int, default=3)
+  parser.add_argument(
+    "--freeze", default="(0,)", help="config.freeze of frozen59 (default: the first of two learners)"
+  )
   parser.add_argument("--out", default=None)
+  parser.add_argument("extra", nargs="*", help="overrides passed to every run (after --)")
   args = parser.parse_args()
   report = {"command": "python benchmarks/transfer.py " + " ".join(sys.argv[1:]), "seed": 0, "runs": {}}
-  for name, (config, *overrides) in runs(args.root).items():
+  common = [f"--config.num_epochs={args.epochs}", "--config.seed=0", *args.extra]
+  todo = runs(args.root, args.freeze)
+  for name, (
+    config,
+    *overrides,
+  ) in todo.items():  # a bad --freeze or override is refused before any run trains
+    try:
+      config_lib.validate_config(resolved_config(config, [*common, *overrides]))
+    except HFFError as e:
+      parser.error(f"{name}: {e}")
+  for name, (config, *overrides) in todo.items():
     workdir = os.path.join(args.root, name)
-    if not train(config, workdir, [f"--config.num_epochs={args.epochs}", *overrides]):
+    if not train(config, workdir, [*common, *overrides]):
       sys.exit(f"{name} stopped before its last epoch; run the same command again to resume")
     report["runs"][name] = {"config": config, "overrides": overrides, **summarise(workdir)}
     print(f"{name}: test {percent(report['runs'][name]['test_accuracy'])}", file=sys.stderr)

@@ -1,12 +1,13 @@
-"""HFF ResNet-18 (narrow: width 32, a stage per learner) on Fashion-MNIST.
+"""HFF ResNet-18 (narrow: width 16, two learners of two stages each) on Fashion-MNIST.
 
 hffjax train --config configs/fashion_mnist_resnet.py --workdir runs/fmnist_resnet
 
-Sized for a 2-core CPU: about 7 min per epoch there (1.0 s per step of 128),
-so the default 18 epochs take a little over 2 hours. 2-core machines differ: on
-another 2-core Xeon the backprop twin ran at 0.55 steps/s (12-13 min per epoch),
-which would make 18 epochs about 3.7 hours. On a GPU add
-``--config.model.dtype=bfloat16`` and ``--config.steps_per_call=8``.
+Sized for a 2-core CPU. On a 2-core AMD EPYC (AVX2, no AVX-512) its seed-0 run took
+440 s per epoch (median), so the default 18 epochs take about 2.2 hours; on a 2-core
+Intel Xeon (AVX-512) 140 s per epoch, about 42 minutes. Two learners (stages 1-2, then
+3-4) rather than a stage per learner: closer to backprop on the validation split
+(README, "How many learners"). On a GPU add ``--config.model.dtype=bfloat16`` and
+``--config.steps_per_call=8``.
 """
 
 from hffjax.config import base_config
@@ -27,9 +28,10 @@ def get_config():
   c.augment_shift = 2
   c.model.kind = "resnet"
   c.model.depth = 18
-  c.model.width = 32
+  c.model.width = 16
   c.model.stem = "cifar"
-  c.model.learner = "stage"
+  c.model.learner = "groups"
+  c.model.learner_blocks = (4, 4)  # stages 1-2 (2 + 2 blocks), then stages 3-4
   c.model.readout = "grid"
   c.model.readout_grid = 2
   # Unit RMS (not unit length) between learners: the next learner's residual shortcut carries its

@@ -2,10 +2,11 @@
 
 hffjax train --config configs/fashion_mnist_resnet_bp.py --workdir runs/fashion_mnist_resnet_bp
 
-Sized, like the HFF config, for a 2-core CPU: its full run there (seed 0)
-took 751 s per epoch (median; 0.57-0.65 steps/s alone on the machine), so 18
-epochs take about 3.8 hours. Its step took 1.09-1.13x HFF's in the 5-class
-transfer runs (backprop also computes every learner's input gradient).
+Sized, like the HFF config, for a 2-core CPU: its seed-0 run took 387 s per
+epoch (median) on a 2-core AMD EPYC, about 1.9 hours for the 18 epochs, and
+150 s per epoch on a 2-core Intel Xeon. Its blocks are grouped as the HFF
+config's two learners (for ``learner_fingerprints`` and transfer) and trained end
+to end through one head.
 """
 
 import os

@@ -358,6 +358,35 @@ def test_learner_study_reports_every_run_against_backprop(tmp_path):
   assert not (tmp_path / "none").exists()
 
 
+def test_transfer_study_runs_four_runs_and_names_the_frozen_learners(tmp_path):
+  """benchmarks/transfer.py end to end on tiny synthetic runs: the frozen learner alone keeps bp04's parameters."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  out = tmp_path / "transfer.json"
+  tiny = ["--config.dataset=synthetic", "--config.synthetic.num_train=64", "--config.synthetic.num_test=32"]
+  tiny += ["--config.synthetic.image_shape=(8,8,1)", "--config.validation_split=train[-16:]"]
+  tiny += ["--config.batch_size=16", "--config.eval_batch_size=16", "--config.warmup_steps=0"]
+  tiny += ["--config.model.width=2", "--config.model.depth=10", "--config.model.learner_blocks=(2,2)"]
+  argv = [sys.executable, os.path.join(root, "benchmarks", "transfer.py"), "--root", str(tmp_path / "runs")]
+  argv += ["--epochs", "1", "--out", str(out), "--", *tiny]
+  done = subprocess.run(argv, capture_output=True, text=True, cwd=root)
+  assert done.returncode == 0, done.stderr[-2000:]
+  runs = json.loads(out.read_text())["runs"]
+  assert list(runs) == ["bp04", "scratch59", "unfrozen59", "frozen59"]
+  assert [r["learners_equal_to_bp04"] for r in runs.values()] == [[0, 1], [], [], [0]]
+  assert runs["frozen59"]["settings"]["freeze"] == [0] and runs["bp04"]["settings"]["method"] == "bp"
+  assert runs["scratch59"]["settings"]["classes"] == [5, 6, 7, 8, 9]
+  assert f"| frozen59 | 5-9 | {100 * runs['frozen59']['test_accuracy']:.2f}% |" in done.stdout
+  # A freeze beyond the net's two learners is refused before anything trains.
+  argv[argv.index(str(tmp_path / "runs"))] = str(tmp_path / "none")
+  refused = subprocess.run(
+    [*argv[:4], "--freeze", "(0,2)", *argv[4:]], capture_output=True, text=True, cwd=root
+  )
+  assert (
+    refused.returncode == 2 and "frozen59: freeze names learners [2] but the model has 2" in refused.stderr
+  )
+  assert not (tmp_path / "none").exists()
+
+
 def test_accelerator_script_runs_end_to_end_on_tiny_settings(tmp_path):
   """benchmarks/resnet_accelerator.sh, the one call an accelerator gets, on tiny synthetic settings:
   the speed bench with its ResNet rows, the three trainings and their table."""
