@@ -60,10 +60,8 @@ def main() -> None:
   report = {"command": "python benchmarks/transfer.py " + " ".join(sys.argv[1:]), "seed": 0, "runs": {}}
   common = [f"--config.num_epochs={args.epochs}", "--config.seed=0", *args.extra]
   todo = runs(args.root, args.freeze)
-  for name, (
-    config,
-    *overrides,
-  ) in todo.items():  # a bad --freeze or override is refused before any run trains
+  # A bad --freeze or override is refused before any run trains.
+  for name, (config, *overrides) in todo.items():
     try:
       config_lib.validate_config(resolved_config(config, [*common, *overrides]))
     except HFFError as e:

@@ -4,7 +4,7 @@ hffjax train --config configs/fashion_mnist_resnet.py --workdir runs/fmnist_resn
 
 Sized for a 2-core CPU. On a 2-core AMD EPYC (AVX2, no AVX-512) its seed-0 run took
 440 s per epoch (median), so the default 18 epochs take about 2.2 hours; on a 2-core
-Intel Xeon (AVX-512) 140 s per epoch, about 42 minutes. Two learners (stages 1-2, then
+Intel Xeon 140 s per epoch, about 42 minutes. Two learners (stages 1-2, then
 3-4) rather than a stage per learner: closer to backprop on the validation split
 (README, "How many learners"). On a GPU add ``--config.model.dtype=bfloat16`` and
 ``--config.steps_per_call=8``.
