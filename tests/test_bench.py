@@ -284,11 +284,19 @@ def test_resnet_report_reads_settings_as_a_resume_does(tmp_path):
   hff = {"config": "fashion_mnist_resnet", "seed": 0, "test_accuracy": 0.9255, "layer_accuracy": [0.9255]}
   hff |= {"validation_accuracy": 0.93, "median_seconds_per_epoch": 510.0}
   hff["settings"] = _settings("fashion_mnist_resnet", seed=0, data_workers=3)
-  del hff["settings"]["model"]["learner_blocks"], hff["settings"]["steps_per_call"]
+  # Keys at their defaults in this config (learner_blocks is not: the config sets (4, 4)).
+  del hff["settings"]["model"]["prototype_init"], hff["settings"]["steps_per_call"]
   out.write_text(json.dumps({"command": "x", "runs": {"hff_s0": hff}, "machine": {"cpu": "c"}}))
   done = _resnet_report(tmp_path, out)
   assert done.returncode == 0, done.stderr
   assert json.loads(out.read_text())["runs"]["hff_s0"]["from_earlier_report"] is True
+  # A missing key whose default is not the config's value is held against the run.
+  del hff["settings"]["model"]["learner_blocks"]
+  out.write_text(json.dumps({"command": "x", "runs": {"hff_s0": hff}, "machine": {"cpu": "c"}}))
+  done = _resnet_report(tmp_path, out)
+  assert done.returncode == 1 and "trained with other settings (model.learner_blocks)" in done.stderr, (
+    done.stderr
+  )
 
 
 def test_resnet_report_refuses_a_finished_workdir_of_other_settings(tmp_path):
