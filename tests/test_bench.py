@@ -322,13 +322,19 @@ def test_resnet_report_refuses_a_file_it_did_not_write(tmp_path):
   assert out.read_text() == "[1, 2]"
 
 
+def _tiny_runs(num_train: int = 48, num_test: int = 16) -> list[str]:
+  """``hffjax train`` overrides for a benchmark script's runs on tiny synthetic 8×8 images, 16 held out."""
+  tiny = ["--config.dataset=synthetic", f"--config.synthetic.num_train={num_train}"]
+  tiny += [f"--config.synthetic.num_test={num_test}", "--config.synthetic.image_shape=(8,8,1)"]
+  tiny += ["--config.validation_split=train[-16:]", "--config.batch_size=16", "--config.eval_batch_size=16"]
+  return [*tiny, "--config.warmup_steps=0"]
+
+
 def test_learner_study_reports_every_run_against_backprop(tmp_path):
   """benchmarks/resnet_learners.py end to end on tiny synthetic runs: one row and one gap per run."""
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   out = tmp_path / "learners.json"
-  tiny = ["--config.dataset=synthetic", "--config.synthetic.num_train=48", "--config.synthetic.num_test=16"]
-  tiny += ["--config.synthetic.image_shape=(8,8,1)", "--config.validation_split=train[-16:]"]
-  tiny += ["--config.batch_size=16", "--config.eval_batch_size=16", "--config.warmup_steps=0"]
+  tiny = _tiny_runs()
   argv = [
     sys.executable,
     os.path.join(root, "benchmarks", "resnet_learners.py"),
@@ -370,9 +376,7 @@ def test_transfer_study_runs_four_runs_and_names_the_frozen_learners(tmp_path):
   """benchmarks/transfer.py end to end on tiny synthetic runs: the frozen learner alone keeps bp04's parameters."""
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   out = tmp_path / "transfer.json"
-  tiny = ["--config.dataset=synthetic", "--config.synthetic.num_train=64", "--config.synthetic.num_test=32"]
-  tiny += ["--config.synthetic.image_shape=(8,8,1)", "--config.validation_split=train[-16:]"]
-  tiny += ["--config.batch_size=16", "--config.eval_batch_size=16", "--config.warmup_steps=0"]
+  tiny = _tiny_runs(num_train=64, num_test=32)
   tiny += ["--config.model.width=2", "--config.model.depth=10", "--config.model.learner_blocks=(2,2)"]
   argv = [sys.executable, os.path.join(root, "benchmarks", "transfer.py"), "--root", str(tmp_path / "runs")]
   argv += ["--epochs", "1", "--out", str(out), "--", *tiny]
@@ -399,9 +403,7 @@ def test_accelerator_script_runs_end_to_end_on_tiny_settings(tmp_path):
   """benchmarks/resnet_accelerator.sh, the one call an accelerator gets, on tiny synthetic settings:
   the speed bench with its ResNet rows, the three trainings and their table."""
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  tiny = ["--config.dataset=synthetic", "--config.synthetic.num_train=48", "--config.synthetic.num_test=16"]
-  tiny += ["--config.synthetic.image_shape=(8,8,1)", "--config.validation_split=train[-16:]"]
-  tiny += ["--config.batch_size=16", "--config.eval_batch_size=16", "--config.warmup_steps=0"]
+  tiny = _tiny_runs()
   tiny += ["--config.model.width=2", "--config.num_epochs=1"]
   env = {**os.environ, "OUT": str(tmp_path / "out"), "RUNS": str(tmp_path / "runs"), "BENCH_ARGS": "--quick"}
   env |= {"EXTRA": " ".join(tiny), "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
