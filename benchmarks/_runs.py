@@ -46,6 +46,18 @@ def resolved_config(config: str, overrides: list[str]):
   return c
 
 
+def check_runs(parser, runs: dict[str, tuple[str, list[str]]]) -> None:
+  """Refuses, through ``parser``, a run whose config (``name: (config, overrides)``) is invalid.
+
+  Called before any run trains, so a bad override stops the script at once, not hours in.
+  """
+  for name, (config, overrides) in runs.items():
+    try:
+      config_lib.validate_config(resolved_config(config, overrides))
+    except HFFError as e:
+      parser.error(f"{name}: {e}")
+
+
 def summarise(workdir: str) -> dict:
   """Test accuracy (last learner, every learner), validation accuracy and s/epoch of a finished run."""
   records = writers.read(os.path.join(workdir, writers.FILENAME))

@@ -26,11 +26,9 @@ import os
 import re
 import sys
 
-from _runs import ROOT, percent, resolved_config, summarise, train
+from _runs import ROOT, check_runs, percent, summarise, train
 
 from hffjax import bench
-from hffjax import config as config_lib
-from hffjax.errors import HFFError
 from hffjax.main import positive_int
 
 STAGES = ["--config.model.learner=stage", "--config.model.learner_blocks=()"]
@@ -97,15 +95,14 @@ def main() -> None:
     "runs": {},
   }
   sizes = [f"--config.model.width={args.width}", f"--config.num_epochs={args.epochs}", "--config.seed=0"]
-  for name in args.runs:  # a split that does not fit the net is refused before any run trains
-    config, *overrides = run_args(name)
-    try:
-      config_lib.validate_config(resolved_config(config, [*sizes, *overrides, *args.extra]))
-    except HFFError as e:
-      parser.error(f"{name}: {e}")
-  stopped = None
+  todo = {}
   for name in args.runs:
     config, *overrides = run_args(name)
+    todo[name] = (config, overrides)
+  # A split that does not fit the net is refused before any run trains.
+  check_runs(parser, {name: (config, [*sizes, *o, *args.extra]) for name, (config, o) in todo.items()})
+  stopped = None
+  for name, (config, overrides) in todo.items():
     workdir = os.path.join(args.root, name)
     if not train(config, workdir, [*sizes, *overrides, *args.extra]):
       stopped = name

@@ -22,11 +22,9 @@ import json
 import os
 import sys
 
-from _runs import ROOT, percent, resolved_config, summarise, train
+from _runs import ROOT, check_runs, percent, summarise, train
 
 from hffjax import bench
-from hffjax import config as config_lib
-from hffjax.errors import HFFError
 from hffjax.main import positive_int
 
 OLD, NEW = "(0,1,2,3,4)", "(5,6,7,8,9)"
@@ -60,12 +58,7 @@ def main() -> None:
   report = {"command": "python benchmarks/transfer.py " + " ".join(sys.argv[1:]), "seed": 0, "runs": {}}
   common = [f"--config.num_epochs={args.epochs}", "--config.seed=0", *args.extra]
   todo = runs(args.root, args.freeze)
-  # A bad --freeze or override is refused before any run trains.
-  for name, (config, *overrides) in todo.items():
-    try:
-      config_lib.validate_config(resolved_config(config, [*common, *overrides]))
-    except HFFError as e:
-      parser.error(f"{name}: {e}")
+  check_runs(parser, {name: (config, [*common, *overrides]) for name, (config, *overrides) in todo.items()})
   for name, (config, *overrides) in todo.items():
     workdir = os.path.join(args.root, name)
     if not train(config, workdir, [*common, *overrides]):

@@ -516,11 +516,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   m = config.model
   if m.kind == "resnet" and (m.learner == "groups" or m.learner_blocks or config.freeze):
     from hffjax.models.resnet import learner_blocks, stage_sizes  # noqa: PLC0415  (keeps config imports light)
+    from hffjax.models.stack import check_frozen  # noqa: PLC0415
 
-    learners = len(learner_blocks(m.learner, stage_sizes(m.depth), tuple(m.learner_blocks)))
-    bad = [int(i) for i in config.freeze if int(i) >= learners]
-    if bad:  # checked here too (the model checks every kind) so a run is refused before it starts
-      raise HFFError(f"freeze names learners {bad} but the model has {learners} (0..{learners - 1})")
+    # Checked here too (the model checks every kind) so a run is refused before it starts.
+    check_frozen(config.freeze, len(learner_blocks(m.learner, stage_sizes(m.depth), tuple(m.learner_blocks))))
   if m.kind == "cnn" and m.pool and len(m.pool) != len(m.channels):
     raise HFFError(
       f"model.pool has {len(m.pool)} entries but model.channels has {len(m.channels)}; "

@@ -75,6 +75,13 @@ def output_shapes(
   return shapes
 
 
+def check_frozen(frozen: Sequence[int], learners: int) -> None:
+  """Refuses learner indices (``config.freeze``) outside a model of ``learners`` learners."""
+  bad = [int(i) for i in frozen if not 0 <= int(i) < learners]
+  if bad:
+    raise HFFError(f"freeze names learners {bad} but the model has {learners} (0..{learners - 1})")
+
+
 def _channel_stats(value, channels: int, name: str) -> tuple[float, ...]:
   values = tuple(float(v) for v in (value if isinstance(value, (tuple, list)) else (value,)))
   if len(values) not in (1, channels):
@@ -114,11 +121,7 @@ class BlockStack(nnx.Module):
     # One value, or one per channel; kept as Python floats (static, part of the model's definition).
     self.pixel_mean = _channel_stats(pixel_mean, self.input_shape[-1], "pixel_mean")
     self.pixel_std = _channel_stats(pixel_std, self.input_shape[-1], "pixel_std")
-    bad = [i for i in frozen if not 0 <= int(i) < len(self.blocks)]
-    if bad:
-      raise HFFError(
-        f"freeze names learners {bad} but the model has {len(self.blocks)} (0..{len(self.blocks) - 1})"
-      )
+    check_frozen(frozen, len(self.blocks))
     # Frozen learners always run as at inference: their batch statistics are the loaded running averages.
     self.frozen = tuple(sorted({int(i) for i in frozen}))
 
