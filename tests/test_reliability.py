@@ -222,6 +222,44 @@ def test_a_run_without_its_config_json_or_past_a_shorter_schedule_is_refused(tmp
   assert [r["step"] for r in metrics_log.read(str(workdir / "metrics.jsonl"))] == [8]
 
 
+def test_a_trained_cosine_run_refuses_a_new_length(tmp_path, capsys):
+  """A cosine schedule spans the whole run: lengthening it would rewrite the learning rates already used."""
+  workdir = tmp_path / "cosine"
+  argv = ["train", "--config", TINY, "--workdir", str(workdir), "--config.lr_schedule=cosine"]
+  assert run([*argv, "--config.num_epochs=2"]) == 0
+  capsys.readouterr()
+  saved, before = (workdir / "config.json").read_text(), tree_hashes(workdir)
+  for longer in ("--config.num_epochs=3", "--config.num_steps=20"):
+    assert run([*argv, "--config.num_epochs=2", longer]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+      err.startswith(
+        f"hffjax: error: {workdir} was trained with a cosine learning-rate schedule over 16 steps;"
+      )
+      and f"--config.init_from={workdir}" in err
+      and "\n" not in err
+    ), err
+  assert (workdir / "config.json").read_text() == saved and tree_hashes(workdir) == before
+  assert run([*argv, "--config.num_epochs=2", "--config.num_steps=16"]) == 0  # the same 16 steps
+  capsys.readouterr()
+  # From its parameters, in a new workdir, with a schedule of its own.
+  assert (
+    run(
+      [
+        "train",
+        "--config",
+        TINY,
+        "--workdir",
+        str(tmp_path / "on"),
+        "--config.lr_schedule=cosine",
+        "--config.num_epochs=1",
+        f"--config.init_from={workdir}",
+      ]
+    )
+    == 0
+  )
+
+
 def test_partial_metrics_line_is_skipped_and_repaired(tmp_path, capsys):
   workdir = _trained(tmp_path, capsys)
   path = str(workdir / "metrics.jsonl")

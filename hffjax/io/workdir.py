@@ -85,6 +85,25 @@ def _newest_checkpoint(workdir: str) -> int | None:
   return max(steps, default=None)
 
 
+def _check_schedule_length(workdir: str, trained: int, total_steps: int, data_info: dict) -> None:
+  """Refuses a new length for a cosine run that has trained: the schedule spans the whole run, so a
+  longer (or shorter) one would give the steps already taken other learning rates than they had."""
+  saved = json.loads(storage.read_text(storage.join(workdir, "config.json")))
+  steps_per_epoch = data_info.get("steps_per_epoch")
+  if saved.get("num_steps"):
+    before = int(saved["num_steps"])
+  elif steps_per_epoch and "num_epochs" in saved:
+    before = int(saved["num_epochs"]) * int(steps_per_epoch)
+  else:
+    return
+  if before != total_steps:
+    raise HFFError(
+      f"{workdir} was trained with a cosine learning-rate schedule over {before} steps; {total_steps} would "
+      f"change the learning rates of the {trained} steps it has taken. Train on from its parameters in "
+      f"another workdir with --config.init_from={workdir}, or keep its num_epochs and num_steps"
+    )
+
+
 def _prepare(
   config: ml_collections.ConfigDict, workdir: str, overwrite: bool, data_info: dict, total_steps: int | None
 ) -> None:
@@ -109,6 +128,10 @@ def _prepare(
       f"{workdir} has trained to step {trained}, past this config's {total_steps} steps; raise num_epochs "
       f"(or num_steps) to continue it, or evaluate it with `hffjax eval --workdir {workdir}`"
     )
+  if (
+    changed == [] and not overwrite and trained and total_steps is not None and config.lr_schedule == "cosine"
+  ):
+    _check_schedule_length(workdir, trained, total_steps, data_info)
   if changed is not None:
     if changed and not overwrite:
       raise HFFError(
@@ -136,7 +159,8 @@ def prepare_workdir(
 
   Also refuses a run whose ``config.json`` is gone, and one already trained
   past ``total_steps`` (a shorter ``num_epochs``: the run would not be the
-  config's). Writes ``config.json`` and ``data.json`` (process 0), then checks that every
+  config's), and a cosine run that has trained, given another number of steps
+  (its schedule would not be the one it trained with). Writes ``config.json`` and ``data.json`` (process 0), then checks that every
   process sees the workdir process 0 wrote (a shared filesystem).
   """
   error, token = "", 0
