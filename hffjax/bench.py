@@ -556,7 +556,7 @@ def run_bench(
     "kind": "training",
     "machine": info,
     "machine_name": machine_name(info),
-    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     "command": " ".join(["hffjax", *sys.argv[1:]]) if sys.argv and "bench" in sys.argv else "run_bench()",
     "quick": quick,
     "seed": seed,
@@ -760,7 +760,7 @@ def run_speed_bench(*, quick: bool = False, resnet: bool = True, **kwargs) -> di
     "kind": "speed",
     "machine": info,
     "machine_name": machine_name(info),
-    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     "command": " ".join(["hffjax", *sys.argv[1:]])
     if sys.argv and "bench" in sys.argv
     else "run_speed_bench()",
