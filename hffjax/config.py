@@ -534,6 +534,8 @@ def to_json(config: ml_collections.ConfigDict) -> str:
 def from_json(text: str) -> ml_collections.ConfigDict:
   """Rebuilds a config saved with :func:`to_json` on top of :func:`base_config`."""
   saved = json.loads(text)
+  if not isinstance(saved, dict):
+    raise ValueError(f"a JSON {type(saved).__name__}, not an object of config keys")
   config = base_config()
 
   def merge(dst, src):

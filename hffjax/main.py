@@ -225,7 +225,7 @@ def run(argv: list[str]) -> int:
       if args.data_dir:
         raise HFFError("--early_exit evaluates on the run's own data; leave out --data_dir")
       try:
-        grid = [float(t) for t in args.thresholds.split(",")] if args.thresholds else None
+        grid = [float(t) for t in args.thresholds.split(",")] if args.thresholds is not None else None
       except ValueError:
         raise HFFError(f"--thresholds must be comma-separated numbers, got {args.thresholds!r}") from None
       confidence = args.confidence or "softmax"

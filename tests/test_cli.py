@@ -137,6 +137,23 @@ def test_early_exit_flags_without_early_exit_and_an_empty_workdir_are_refused(ca
     assert exit_info.value.code == 2 and fragment in capsys.readouterr().err
 
 
+def test_an_empty_threshold_list_is_refused_not_replaced_by_the_default_grid(capsys, tmp_path):
+  argv = ["eval", "--workdir", str(tmp_path / "w"), "--early_exit", "--thresholds", ""]
+  _expect_error(capsys, argv, "--thresholds must be comma-separated numbers, got ''")
+
+
+def test_a_damaged_config_json_is_one_line_for_train_and_eval(capsys, tmp_path):
+  workdir = tmp_path / "w"
+  argv = ["train", "--config", TINY, "--workdir", str(workdir), "--config.num_epochs=1"]
+  assert run(argv) == 0
+  capsys.readouterr()
+  for text in ("[]", '{"model": 3}', "{"):
+    (workdir / "config.json").write_text(text)
+    _expect_error(capsys, ["eval", "--workdir", str(workdir)], "config.json is not a valid saved config")
+    _expect_error(capsys, argv, "config.json is unreadable or not a saved config, so this run's config")
+    assert (workdir / "config.json").read_text() == text  # kept for the user to restore
+
+
 def test_a_shift_as_large_as_the_image_is_refused(capsys, tmp_path):
   argv = ["train", "--config", TINY, "--workdir", str(tmp_path / "w"), "--config.augment_shift=8"]
   _expect_error(capsys, argv, "augment_shift=8 moves 8x8 images by as much as their side or more")

@@ -27,6 +27,7 @@ HOST_KEYS = ("data_workers", "data_prefetch")
 # Keys a resumed run may change: how long to train, and how the host reads data.
 RESUMABLE_KEYS = ("num_epochs", "num_steps", *HOST_KEYS)
 MARKER = ".hffjax_job"
+UNREADABLE = "config.json (unreadable)"  # what config_changes reports for a config.json it cannot read
 
 
 def config_changes(workdir: str, config: ml_collections.ConfigDict) -> list[str] | None:
@@ -41,7 +42,7 @@ def config_changes(workdir: str, config: ml_collections.ConfigDict) -> list[str]
   try:
     text = storage.read_text(config_path)
   except OSError:
-    return ["config.json (unreadable)"]
+    return [UNREADABLE]
   return settings_changes(text, config)
 
 
@@ -55,7 +56,7 @@ def settings_changes(
     text = saved if isinstance(saved, str) else json.dumps(saved)
     then = json.loads(config_lib.to_json(config_lib.from_json(text)))
   except (ValueError, TypeError, AttributeError, HFFError):
-    return ["config.json (unreadable)"]
+    return [UNREADABLE]
   then, now = _flat(then), _flat(json.loads(config_lib.to_json(config)))
   missing = object()
   return sorted(
@@ -133,6 +134,11 @@ def _prepare(
   ):
     _check_schedule_length(workdir, trained, total_steps, data_info)
   if changed is not None:
+    if changed == [UNREADABLE] and not overwrite:
+      raise HFFError(
+        f"{config_path} is unreadable or not a saved config, so this run's config cannot be checked; "
+        "restore it from a copy of the run, use another --workdir, or --overwrite to discard that run"
+      )
     if changed and not overwrite:
       raise HFFError(
         f"{workdir} holds a run with a different config ({', '.join(changed)} differ); "

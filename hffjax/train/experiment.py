@@ -252,7 +252,7 @@ def restore_experiment(
     raise HFFError(f"{workdir} has no config.json; pass the --workdir of a `hffjax train` run")
   try:
     config = config_lib.from_json(storage.read_text(path))
-  except (ValueError, TypeError) as e:
+  except (ValueError, TypeError, AttributeError) as e:
     raise HFFError(f"{path} is not a valid saved config ({e}); re-run train") from None
   passed = register_builder(model) if model is not None else config.model.kind
   if passed != config.model.kind:
