@@ -156,6 +156,7 @@ def test_step_based_schedule_top5_and_validation_records(tiny_config, tmp_path):
     )
     assert len(r["validation_layer_accuracy"]) == 2 and r["steps_per_second"] > 0
   assert result["step"] == 20
+  assert train.evaluate_workdir(str(tmp_path))["epoch"] == records[-1]["epoch"]  # eval counts epochs alike
   assert len(os.listdir(tmp_path / "tensorboard")) == 1
 
 

@@ -495,11 +495,16 @@ def _train(
   return result, exp, state
 
 
+def _epoch_number(step: int, steps_per_epoch: int) -> int | float:
+  """``step`` in epochs as train and eval both report it: whole epochs as an int, else 4 decimals."""
+  return step // steps_per_epoch if step % steps_per_epoch == 0 else round(step / steps_per_epoch, 4)
+
+
 def _evaluation_record(exp: Experiment, eval_fn, state: TrainState, step: int, meter: Meter) -> dict:
   seconds = meter.seconds()
   record = {
     "step": step,
-    "epoch": round(step / exp.steps_per_epoch, 4),
+    "epoch": _epoch_number(step, exp.steps_per_epoch),
     **meter.summary(),
     **_evaluate_all(exp, eval_fn, state),
     "interval_seconds": seconds,
@@ -508,7 +513,6 @@ def _evaluation_record(exp: Experiment, eval_fn, state: TrainState, step: int, m
     "time": time.time(),
   }
   if step % exp.steps_per_epoch == 0 and exp.config.eval_every_steps in (0, exp.steps_per_epoch):
-    record["epoch"] = step // exp.steps_per_epoch
     record["epoch_seconds"] = seconds
   return record
 
@@ -543,7 +547,7 @@ def evaluate_workdir(workdir: str, data_dir: str | None = None) -> dict:
   result = evaluate_split(eval_fn, state, exp.dataset, "test", exp.mesh, exp.eval_batch_size)
   return {
     "step": step,
-    "epoch": step / workdir_lib.trained_steps_per_epoch(workdir, exp.steps_per_epoch),
+    "epoch": _epoch_number(step, workdir_lib.trained_steps_per_epoch(workdir, exp.steps_per_epoch)),
     **result,
     "params_fingerprint": ckpt_lib.fingerprint(state.params),
     "learner_fingerprints": learner_fingerprints(sharding.fetch(state.params), exp.model(state).num_blocks),
