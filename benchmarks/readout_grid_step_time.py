@@ -6,9 +6,12 @@ changed; two rounds so drift shows. Run from the repository root, e.g. on one co
   taskset -c 1 python benchmarks/readout_grid_step_time.py
 """
 
+import argparse
+
 from hffjax import bench
 from hffjax import data as data_lib
 from hffjax.config import load_config
+from hffjax.main import positive_int
 
 
 def main(grids=(2, 3, 4), rounds: int = 2, steps: int = 40) -> None:
@@ -22,4 +25,9 @@ def main(grids=(2, 3, 4), rounds: int = 2, steps: int = 40) -> None:
 
 
 if __name__ == "__main__":
-  main()
+  parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+  parser.add_argument("--grids", type=positive_int, nargs="+", default=[2, 3, 4], help="read-out grid sides")
+  parser.add_argument("--rounds", type=positive_int, default=2)
+  parser.add_argument("--steps", type=positive_int, default=40, help="timed steps per grid and round")
+  args = parser.parse_args()
+  main(tuple(args.grids), args.rounds, args.steps)

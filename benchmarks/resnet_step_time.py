@@ -22,6 +22,8 @@ import sys
 from hffjax import bench
 from hffjax import data as data_lib
 from hffjax.config import load_config
+from hffjax.errors import HFFError
+from hffjax.main import positive_int
 
 HFF, BP = "configs/fashion_mnist_resnet.py", "configs/fashion_mnist_resnet_bp.py"
 SETTINGS = {
@@ -36,8 +38,8 @@ TRAIN_EXAMPLES = 55_000  # Fashion-MNIST's 60,000 training images less the confi
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
   parser.add_argument("--out", help="JSON report")
-  parser.add_argument("--rounds", type=int, default=2)
-  parser.add_argument("--steps", type=int, default=6, help="timed steps per setting and round")
+  parser.add_argument("--rounds", type=positive_int, default=2)
+  parser.add_argument("--steps", type=positive_int, default=6, help="timed steps per setting and round")
   parser.add_argument(
     "--width",
     type=int,
@@ -45,6 +47,13 @@ def main(argv=None) -> None:
     help="run the width-32 settings at this width and the width-16 ones at half (a quick check)",
   )
   args = parser.parse_args(argv)
+  if args.width < 0:
+    parser.error(f"argument --width: must be 0 (the settings' own widths) or more, got {args.width}")
+  if args.out:
+    try:  # before the timing rounds, not after them
+      bench.check_writable(args.out, "--out")
+    except HFFError as e:
+      parser.error(str(e))
   batch_size = load_config(HFF).batch_size
   steps_per_epoch = TRAIN_EXAMPLES // batch_size
   dataset = data_lib.make_synthetic(

@@ -21,14 +21,24 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from hffjax import bench, train  # noqa: E402
 from hffjax.config import load_config  # noqa: E402
+from hffjax.errors import HFFError  # noqa: E402
+from hffjax.main import positive_int  # noqa: E402
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--ks", type=int, nargs="+", default=[1, 8])
-  parser.add_argument("--rounds", type=int, default=2)
+  parser.add_argument("--ks", type=positive_int, nargs="+", default=[1, 8])
+  parser.add_argument("--rounds", type=positive_int, default=2)
   parser.add_argument("--out", default=None)
   args = parser.parse_args()
+  info = bench.machine_info()
+  out = args.out or os.path.join(
+    ROOT, "benchmarks", "results", f"steps_per_call-{bench.machine_name(info)}.json"
+  )
+  try:  # before the epochs, not after them
+    bench.check_writable(out, "--out")
+  except HFFError as e:
+    parser.error(str(e))
   times = {k: [] for k in args.ks}
   accuracy = {k: [] for k in args.ks}
   for _ in range(args.rounds):
@@ -42,7 +52,6 @@ def main() -> None:
       print(
         f"K={k}: {record['epoch_seconds']:.2f} s/epoch, test {record['test_accuracy']:.4f}", file=sys.stderr
       )
-  info = bench.machine_info()
   base = statistics.median(times[args.ks[0]])
   report = {
     "machine": info,
@@ -52,9 +61,6 @@ def main() -> None:
     "ratio_to_first": {str(k): statistics.median(v) / base for k, v in times.items()},
     "test_accuracy": {str(k): v for k, v in accuracy.items()},
   }
-  out = args.out or os.path.join(
-    ROOT, "benchmarks", "results", f"steps_per_call-{bench.machine_name(info)}.json"
-  )
   with open(out, "w") as f:
     json.dump(report, f, indent=2)
   print(json.dumps(report["ratio_to_first"]))

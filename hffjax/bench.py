@@ -772,7 +772,7 @@ def run_speed_bench(*, quick: bool = False, resnet: bool = True, **kwargs) -> di
   }
 
 
-def _check_writable(path: str, what: str) -> None:
+def check_writable(path: str, what: str) -> None:
   """Refuses, before any work, a report path that could not be written (its folder is made)."""
   existed = os.path.exists(path)
   try:
@@ -788,9 +788,9 @@ def _check_writable(path: str, what: str) -> None:
 
 
 def main(out: str, *, quick: bool, markdown: str | None = None, speed: bool = False, **kwargs) -> dict:
-  _check_writable(out, "--out")
+  check_writable(out, "--out")
   if markdown:
-    _check_writable(markdown, "--markdown")
+    check_writable(markdown, "--markdown")
   report = run_speed_bench(quick=quick, **kwargs) if speed else run_bench(quick=quick, **kwargs)
   try:
     with open(out, "w") as f:

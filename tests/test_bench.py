@@ -438,3 +438,30 @@ def test_resnet_step_time_times_each_setting_side_by_side(tmp_path):
   assert report["hff_over_bp_step"]["w32"] == pytest.approx(medians["hff_w32_stage"] / medians["bp_w32"])
   assert report["hff_over_bp_step"]["w16"] == pytest.approx(medians["hff_w16_groups_4_4"] / medians["bp_w16"])
   assert report["command"].endswith(f"--out {out}") and report["machine"]["backend"] == "cpu"
+
+
+@pytest.mark.parametrize(
+  "script,flags,message",
+  [
+    ("resnet_step_time.py", ["--rounds", "0"], "argument --rounds: must be an integer >= 1, got 0"),
+    ("resnet_step_time.py", ["--out", "{blocked}/step.json"], "--out {blocked}/step.json cannot be written"),
+    ("steps_per_call.py", ["--ks", "1", "0"], "argument --ks: must be an integer >= 1, got 0"),
+    ("steps_per_call.py", ["--out", "{blocked}/k.json"], "--out {blocked}/k.json cannot be written"),
+    ("readout_grid_step_time.py", ["--steps", "-2"], "argument --steps: must be an integer >= 1, got -2"),
+  ],
+)
+def test_timing_scripts_refuse_bad_arguments_before_timing(tmp_path, script, flags, message):
+  """A count below one or a report path under a file: a usage error at once, not a traceback after the timing."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  blocked = tmp_path / "a_file"
+  blocked.write_text("")
+  flags = [f.format(blocked=blocked) for f in flags]
+  done = subprocess.run(
+    [sys.executable, os.path.join(root, "benchmarks", script), *flags],
+    capture_output=True,
+    text=True,
+    cwd=root,
+  )
+  err = done.stderr.strip().splitlines()
+  assert done.returncode == 2 and message.format(blocked=blocked) in err[-1], done.stderr[-2000:]
+  assert "Traceback" not in done.stderr and "median step" not in done.stdout
