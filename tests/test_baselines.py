@@ -126,6 +126,29 @@ def test_ff_refuses_more_classes_than_inputs():
     build_ff_model(_cfg(), input_shape=(4, 4, 1), num_classes=20, seed=0)
 
 
+@pytest.mark.parametrize("method", ["bp", "ff"])
+def test_hff_loss_settings_a_baseline_ignores_are_warned_about(capsys, method):
+  from hffjax.data import make_synthetic
+  from hffjax.train.experiment import build_network
+
+  c = base_config()
+  c.model.widths, c.method = (16, 12), method
+  ds = make_synthetic(num_train=32, num_test=16, image_shape=(8, 8, 1), num_classes=4, seed=0)
+  build_network(c, ds)
+  assert "warning" not in capsys.readouterr().err  # the defaults: nothing to say
+  c.margin, c.loss_weights = 0.2, (5.0,)
+  build_network(c, ds)
+  err = capsys.readouterr().err.strip()
+  assert err == (
+    f"hffjax: warning: loss_weights=(5.0,) and margin=0.2 shape HFF's prototype loss and have no effect "
+    f"with method={method!r}; leave them out"
+  ), err
+  c.method = "hff"
+  c.loss_weights = (1.0, 0.5)
+  build_network(c, ds)
+  assert "warning" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("kind", ["mlp", "cnn"])
 def test_bp_trains_every_block_from_one_loss(kind):
   model = build_bp_model(_cfg(kind), input_shape=(8, 8, 1), num_classes=5, seed=0)

@@ -311,6 +311,7 @@ def test_a_block_written_outside_hffjax_trains_resumes_and_evaluates(capsys, tmp
     "--config.validation_split=",
     "--config.model.widths=(16, 16)",
     "--config.synthetic.image_shape=(8, 8, 1)",
+    "--config.lr_schedule=constant",  # so that a finished run may be given another epoch
   ]
   assert run([*argv, "--config.num_epochs=1"]) == 0
   assert run([*argv, "--config.num_epochs=2"]) == 0  # resumed

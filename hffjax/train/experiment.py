@@ -157,6 +157,12 @@ def build_network(config: ml_collections.ConfigDict, ds: data_lib.Dataset, pixel
     pixel_std=pixel_std,
     frozen=tuple(config.freeze),
   )
+  ignored = [f"{k}={config[k]!r}" for k in ("loss_weights", "margin") if config.method != "hff" and config[k]]
+  if ignored and sharding.is_primary():
+    ckpt_lib.warn(
+      f"{' and '.join(ignored)} shape HFF's prototype loss and have no effect with method={config.method!r}; "
+      "leave them out"
+    )
   if config.method == "bp":
     return baselines.build_bp_model(config.model, **common)
   if config.method == "ff":
