@@ -296,6 +296,32 @@ def test_predict_image_files(capsys, tmp_path):
   _expect_error(capsys, ["predict", "--workdir", workdir, str(tmp_path / "nope.png")], "does not exist")
 
 
+def test_predict_needs_only_the_workdir_not_the_dataset(capsys, tmp_path):
+  """The model is rebuilt from data.json (shape, classes, their names, pixel statistics): the same
+  answers after the training data is gone; a run whose data.json predates class names still reads it."""
+  from PIL import Image
+
+  data_dir = tmp_path / "idx"
+  data_dir.mkdir()
+  write_idx_folder(data_dir, n_train=64, max_label=9)
+  workdir = tmp_path / "w"
+  argv = ["train", "--config", TINY, "--workdir", str(workdir), "--config.num_epochs=1"]
+  assert run([*argv, "--config.dataset=fashion_mnist", f"--config.data_dir={data_dir}"]) == 0
+  image = tmp_path / "x.png"
+  Image.fromarray(np.arange(784, dtype=np.uint8).reshape(28, 28)).save(image)
+  capsys.readouterr()
+  assert run(["predict", "--workdir", str(workdir), str(image)]) == 0
+  with_data = capsys.readouterr().out
+  assert json.loads(with_data)["top"][0]["class"] in json.load(open(workdir / "data.json"))["class_names"]
+  data_dir.rename(tmp_path / "moved")
+  assert run(["predict", "--workdir", str(workdir), str(image)]) == 0
+  assert capsys.readouterr().out == with_data
+  info = json.load(open(workdir / "data.json"))
+  del info["class_names"]
+  (workdir / "data.json").write_text(json.dumps(info))
+  _expect_error(capsys, ["predict", "--workdir", str(workdir), str(image)], f"{data_dir}")
+
+
 def test_a_block_written_outside_hffjax_trains_resumes_and_evaluates(capsys, tmp_path):
   """configs/fashion_mnist_residual_mlp.py names its own block builder; the CLI rebuilds it from config.json."""
   workdir = str(tmp_path / "w")

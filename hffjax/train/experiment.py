@@ -9,6 +9,7 @@ import json
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from flax import nnx
 
@@ -242,8 +243,22 @@ def to_state(tree: dict) -> TrainState:
   return TrainState(**tree)
 
 
+# What a run's data.json must hold for it to be restored without reading its dataset.
+STAND_IN_KEYS = ("image_shape", "num_classes", "pixel_mean", "pixel_std", "class_names")
+
+
+def _stand_in_dataset(name: str, saved: dict, batch_size: int) -> data_lib.Dataset:
+  """A dataset of one batch of blank images with the shape, classes and names a run saved: all a
+  restored model needs to be rebuilt (no memory: the batch is one image, broadcast)."""
+  shape = tuple(saved["image_shape"])
+  images = np.broadcast_to(np.zeros((1, *shape), np.uint8), (batch_size, *shape))
+  split = data_lib.ArraySource(images, np.zeros(batch_size, np.int32))
+  names = tuple(saved["class_names"]) if saved["class_names"] else None
+  return data_lib.Dataset(name, split, split, int(saved["num_classes"]), class_names=names)
+
+
 def restore_experiment(
-  workdir: str, data_dir: str | None = None, *, model=None
+  workdir: str, data_dir: str | None = None, *, model=None, read_data: bool = True
 ) -> tuple[Experiment, TrainState, int]:
   """The experiment a workdir was trained with, and its latest checkpointed state.
 
@@ -251,7 +266,11 @@ def restore_experiment(
   shape or class count differs from what the run was trained on is refused.
   ``model`` is the block builder a run was trained with through
   ``train_and_evaluate(..., model=builder)`` when it is not importable (a
-  script's or notebook's own function).
+  script's or notebook's own function). ``read_data=False`` (what
+  ``hffjax predict`` passes) rebuilds the model from the run's ``data.json``
+  alone, so the dataset need not be on this machine; its splits are then
+  stand-ins, one batch of blank images (a run saved before ``data.json``
+  named its classes still reads its dataset).
   """
   path = storage.join(workdir, "config.json")
   if not storage.exists(path):
@@ -273,12 +292,18 @@ def restore_experiment(
       )
     config.data_dir = data_dir
   config_lib.validate_config(config)
-  ds = data_lib.load_dataset(config)
   data_path = storage.join(workdir, "data.json")
   try:
     saved = json.loads(storage.read_text(data_path)) if storage.exists(data_path) else {}
   except (OSError, ValueError) as e:
     raise HFFError(f"{data_path} is unreadable ({e}); restore it from a copy of the run") from None
+  # Evaluation does not need the training batch: round it to this machine's device count.
+  n_dev = len(jax.devices())
+  config.batch_size = max(-(-config.batch_size // n_dev) * n_dev, n_dev)
+  if not read_data and isinstance(saved, dict) and all(k in saved for k in STAND_IN_KEYS):
+    ds = _stand_in_dataset(config.dataset, saved, config.batch_size)
+  else:
+    ds = data_lib.load_dataset(config)
   if saved:
     trained_on = {k: saved.get(k) for k in ("image_shape", "num_classes")}
     now = {"image_shape": list(ds.image_shape), "num_classes": ds.num_classes}
@@ -288,9 +313,6 @@ def restore_experiment(
         f"{trained_on['num_classes']} classes but this data has {tuple(now['image_shape'])} with "
         f"{now['num_classes']}; pass the --data_dir of the dataset it was trained on"
       )
-  # Evaluation does not need the training batch: round it to this machine's device count.
-  n_dev = len(jax.devices())
-  config.batch_size = max(-(-config.batch_size // n_dev) * n_dev, n_dev)
   exp = setup(config, ds, saved_pixel_stats=workdir_lib.saved_pixel_stats(workdir, ds))
   ckpts = ckpt_lib.Checkpoints(workdir, read_only=True)  # the run may be training beside us
   try:

@@ -384,6 +384,8 @@ def _train(
     "steps_per_epoch": exp.steps_per_epoch,
     "pixel_mean": list(exp.pixel_stats[0]),
     "pixel_std": list(exp.pixel_stats[1]),
+    # What `hffjax predict` needs to name classes without reading the dataset.
+    "class_names": list(exp.dataset.class_names) if exp.dataset.class_names else None,
   }
   # init_from is read before the workdir is written, so that a bad path leaves no run behind to refuse:
   # for a new run (or one started over), not for a resumed one or one prepare_workdir will refuse.
@@ -566,7 +568,7 @@ def predict_files(workdir: str, paths: list[str], top_k: int = 3) -> list[dict]:
   if top_k < 1:
     raise HFFError(f"--top_k must be >= 1, got {top_k}")
   files = expand_paths(paths)
-  exp, state, _ = restore_experiment(workdir)
+  exp, state, _ = restore_experiment(workdir, read_data=False)
   images = read_images(files, exp.dataset.image_shape)
   model = exp.model(state)
   scores = np.asarray(model.predict_scores(model(jnp.asarray(images), train=False)), np.float64)
