@@ -698,7 +698,9 @@ def accuracy_vs_seconds_markdown(rows: list[dict]) -> list[str]:
   ]
   for r in rows:
     cells = [_pct(r[c]) if r.get(c) is not None else "—" for c in columns]
-    lines.append(f"| {r['arch']} | {r['train_seconds']:.0f} | " + " | ".join(cells) + " |")
+    # Whole seconds, but two digits for the short budgets of a --quick run (not all "0").
+    seconds = f"{r['train_seconds']:.0f}" if r["train_seconds"] >= 10 else f"{r['train_seconds']:.2g}"
+    lines.append(f"| {r['arch']} | {seconds} | " + " | ".join(cells) + " |")
   return lines
 
 

@@ -218,6 +218,8 @@ def test_accuracy_vs_seconds_compares_at_equal_training_time():
   assert rows[-1]["ff_readout"] == 0.71
   md = "\n".join(bench.accuracy_vs_seconds_markdown(rows))
   assert "| mlp | 10 | 80.00% | — | — |" in md
+  short = bench.accuracy_vs_seconds_markdown([{"arch": "mlp", "train_seconds": 0.375, "hff": 0.5}])
+  assert "| mlp | 0.38 | 50.00% |" in "\n".join(short)  # a --quick run's budgets are not all "0"
 
 
 def _resnet_report(tmp_path, out, *extra):
