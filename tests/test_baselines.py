@@ -141,7 +141,7 @@ def test_hff_loss_settings_a_baseline_ignores_are_warned_about(capsys, method):
   err = capsys.readouterr().err.strip()
   assert err == (
     f"hffjax: warning: loss_weights=(5.0,) and margin=0.2 shape HFF's prototype loss and have no effect "
-    f"with method={method!r}; leave them out"
+    f"with method={method!r} (a new run can leave them out)"
   ), err
   c.method = "hff"
   c.loss_weights = (1.0, 0.5)

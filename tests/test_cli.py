@@ -309,17 +309,23 @@ def test_predict_needs_only_the_workdir_not_the_dataset(capsys, tmp_path):
   assert run([*argv, "--config.dataset=fashion_mnist", f"--config.data_dir={data_dir}"]) == 0
   image = tmp_path / "x.png"
   Image.fromarray(np.arange(784, dtype=np.uint8).reshape(28, 28)).save(image)
+  info_path = workdir / "data.json"
+  info = json.loads(info_path.read_text())
+  assert info["class_names"][:2] == ["T-shirt/top", "Trouser"]
+  older = {k: v for k, v in info.items() if k != "class_names"}  # as a run saved before the key
+  info_path.write_text(json.dumps(older))
   capsys.readouterr()
-  assert run(["predict", "--workdir", str(workdir), str(image)]) == 0
-  with_data = capsys.readouterr().out
-  assert json.loads(with_data)["top"][0]["class"] in json.load(open(workdir / "data.json"))["class_names"]
+  assert run(["predict", "--workdir", str(workdir), str(image), "--top_k", "10"]) == 0  # reads the dataset
+  from_dataset = capsys.readouterr().out
+  info_path.write_text(json.dumps(info))
   data_dir.rename(tmp_path / "moved")
-  assert run(["predict", "--workdir", str(workdir), str(image)]) == 0
-  assert capsys.readouterr().out == with_data
-  info = json.load(open(workdir / "data.json"))
-  del info["class_names"]
-  (workdir / "data.json").write_text(json.dumps(info))
+  assert run(["predict", "--workdir", str(workdir), str(image), "--top_k", "10"]) == 0  # from data.json alone
+  assert capsys.readouterr().out == from_dataset  # the same classes, names and probabilities
+  info_path.write_text(json.dumps(older))
   _expect_error(capsys, ["predict", "--workdir", str(workdir), str(image)], f"{data_dir}")
+  info_path.write_text("[]")
+  _expect_error(capsys, ["predict", "--workdir", str(workdir), str(image)], "data.json is a JSON list")
+  _expect_error(capsys, ["eval", "--workdir", str(workdir)], "data.json is a JSON list")
 
 
 def test_a_block_written_outside_hffjax_trains_resumes_and_evaluates(capsys, tmp_path):

@@ -223,41 +223,49 @@ def test_a_run_without_its_config_json_or_past_a_shorter_schedule_is_refused(tmp
 
 
 def test_a_trained_cosine_run_refuses_a_new_length(tmp_path, capsys):
-  """A cosine schedule spans the whole run: lengthening it would rewrite the learning rates already used."""
+  """A cosine schedule spans the whole run: lengthening or shortening it would rewrite the learning rates
+  already used, whether the run finished or was stopped part-way."""
   workdir = tmp_path / "cosine"
   argv = ["train", "--config", TINY, "--workdir", str(workdir), "--config.lr_schedule=cosine"]
   assert run([*argv, "--config.num_epochs=2"]) == 0
   capsys.readouterr()
   saved, before = (workdir / "config.json").read_text(), tree_hashes(workdir)
-  for longer in ("--config.num_epochs=3", "--config.num_steps=20"):
-    assert run([*argv, "--config.num_epochs=2", longer]) == 2
+
+  def refused(flags, length):
+    assert run([*argv, *flags]) == 2
     err = capsys.readouterr().err.strip()
     assert (
       err.startswith(
-        f"hffjax: error: {workdir} was trained with a cosine learning-rate schedule over 16 steps;"
+        f"hffjax: error: {workdir} was trained with a cosine learning-rate schedule over 16 steps ({length});"
       )
-      and f"--config.init_from={workdir}" in err
-      and "\n" not in err
-    ), err
+      and f"keep {length}, or train on from its parameters in another workdir with --config.init_from={workdir}"
+      in err
+    )
+    assert "\n" not in err, err
+
+  for flags in (["--config.num_epochs=3"], ["--config.num_steps=20"], ["--config.num_epochs=1"]):
+    refused(flags, "num_epochs=2")  # longer, or shorter: the same refusal, naming the length to keep
   assert (workdir / "config.json").read_text() == saved and tree_hashes(workdir) == before
   assert run([*argv, "--config.num_epochs=2", "--config.num_steps=16"]) == 0  # the same 16 steps
+  refused(["--config.num_steps=24"], "num_steps=16")  # the length saved as num_steps now
+  # Stopped part-way (its newest checkpoint at step 8): still its schedule's.
+  partial = tmp_path / "partial"
+  part = ["train", "--config", TINY, "--workdir", str(partial), "--config.lr_schedule=cosine"]
+  assert run([*part, "--config.num_epochs=1"]) == 0
+  config = json.loads((partial / "config.json").read_text())
+  config["num_epochs"] = 2  # as if a 2-epoch run had been stopped after its first
+  (partial / "config.json").write_text(json.dumps(config))
+  capsys.readouterr()
+  assert run([*part, "--config.num_epochs=3"]) == 2
+  assert (
+    "over 16 steps (num_epochs=2); 24 would change the learning rates of the 8 steps"
+    in capsys.readouterr().err
+  )
+  assert run([*part, "--config.num_epochs=2"]) == 0  # resumed under the schedule it started
   capsys.readouterr()
   # From its parameters, in a new workdir, with a schedule of its own.
-  assert (
-    run(
-      [
-        "train",
-        "--config",
-        TINY,
-        "--workdir",
-        str(tmp_path / "on"),
-        "--config.lr_schedule=cosine",
-        "--config.num_epochs=1",
-        f"--config.init_from={workdir}",
-      ]
-    )
-    == 0
-  )
+  on = ["train", "--config", TINY, "--workdir", str(tmp_path / "on"), "--config.lr_schedule=cosine"]
+  assert run([*on, "--config.num_epochs=1", f"--config.init_from={workdir}"]) == 0
 
 
 def test_partial_metrics_line_is_skipped_and_repaired(tmp_path, capsys):

@@ -86,22 +86,23 @@ def _newest_checkpoint(workdir: str) -> int | None:
   return max(steps, default=None)
 
 
-def _check_schedule_length(workdir: str, trained: int, total_steps: int, data_info: dict) -> None:
+def _check_schedule_length(workdir: str, trained: int, total_steps: int, steps_per_epoch: int) -> None:
   """Refuses a new length for a cosine run that has trained: the schedule spans the whole run, so a
   longer (or shorter) one would give the steps already taken other learning rates than they had."""
   saved = json.loads(storage.read_text(storage.join(workdir, "config.json")))
-  steps_per_epoch = data_info.get("steps_per_epoch")
   if saved.get("num_steps"):
-    before = int(saved["num_steps"])
-  elif steps_per_epoch and "num_epochs" in saved:
-    before = int(saved["num_epochs"]) * int(steps_per_epoch)
+    before, length = int(saved["num_steps"]), f"num_steps={saved['num_steps']}"
+  elif "num_epochs" in saved:
+    # Epochs of the data it was trained on (data.json's), not of the data given now.
+    before = int(saved["num_epochs"]) * trained_steps_per_epoch(workdir, steps_per_epoch)
+    length = f"num_epochs={saved['num_epochs']}"
   else:
     return
   if before != total_steps:
     raise HFFError(
-      f"{workdir} was trained with a cosine learning-rate schedule over {before} steps; {total_steps} would "
-      f"change the learning rates of the {trained} steps it has taken. Train on from its parameters in "
-      f"another workdir with --config.init_from={workdir}, or keep its num_epochs and num_steps"
+      f"{workdir} was trained with a cosine learning-rate schedule over {before} steps ({length}); "
+      f"{total_steps} would change the learning rates of the {trained} steps it has taken: keep {length}, "
+      f"or train on from its parameters in another workdir with --config.init_from={workdir}"
     )
 
 
@@ -119,6 +120,10 @@ def _prepare(
       )
     changed = ["config.json (missing)"]
   if (
+    changed == [] and not overwrite and trained and total_steps is not None and config.lr_schedule == "cosine"
+  ):
+    _check_schedule_length(workdir, trained, total_steps, data_info.get("steps_per_epoch") or 0)
+  if (
     changed == []
     and not overwrite
     and trained is not None
@@ -129,10 +134,6 @@ def _prepare(
       f"{workdir} has trained to step {trained}, past this config's {total_steps} steps; raise num_epochs "
       f"(or num_steps) to continue it, or evaluate it with `hffjax eval --workdir {workdir}`"
     )
-  if (
-    changed == [] and not overwrite and trained and total_steps is not None and config.lr_schedule == "cosine"
-  ):
-    _check_schedule_length(workdir, trained, total_steps, data_info)
   if changed is not None:
     if changed == [UNREADABLE] and not overwrite:
       raise HFFError(
@@ -212,9 +213,12 @@ def _read_data_json(folder: str, remedy: str, what: str = "") -> dict | None:
   if not storage.exists(path):
     return None
   try:
-    return json.loads(storage.read_text(path))
+    saved = json.loads(storage.read_text(path))
   except (OSError, json.JSONDecodeError) as e:
     raise HFFError(f"{what}{path} is unreadable ({e}); {remedy}") from None
+  if not isinstance(saved, dict):
+    raise HFFError(f"{what}{path} is a JSON {type(saved).__name__}, not what a run saves; {remedy}")
+  return saved
 
 
 def saved_pixel_stats(workdir: str, ds) -> tuple | None:
@@ -277,5 +281,5 @@ def trained_steps_per_epoch(workdir: str, default: int) -> int:
   path = storage.join(workdir, "data.json")
   try:
     return int(json.loads(storage.read_text(path)).get("steps_per_epoch") or default)
-  except (OSError, ValueError, TypeError):
+  except (OSError, ValueError, TypeError, AttributeError):
     return default

@@ -161,8 +161,8 @@ def build_network(config: ml_collections.ConfigDict, ds: data_lib.Dataset, pixel
   ignored = [f"{k}={config[k]!r}" for k in ("loss_weights", "margin") if config.method != "hff" and config[k]]
   if ignored and sharding.is_primary():
     ckpt_lib.warn(
-      f"{' and '.join(ignored)} shape HFF's prototype loss and have no effect with method={config.method!r}; "
-      "leave them out"
+      f"{' and '.join(ignored)} shape HFF's prototype loss and have no effect with method={config.method!r} "
+      "(a new run can leave them out)"
     )
   if config.method == "bp":
     return baselines.build_bp_model(config.model, **common)
@@ -297,10 +297,14 @@ def restore_experiment(
     saved = json.loads(storage.read_text(data_path)) if storage.exists(data_path) else {}
   except (OSError, ValueError) as e:
     raise HFFError(f"{data_path} is unreadable ({e}); restore it from a copy of the run") from None
+  if not isinstance(saved, dict):
+    raise HFFError(
+      f"{data_path} is a JSON {type(saved).__name__}, not what a run saves; restore it from a copy"
+    )
   # Evaluation does not need the training batch: round it to this machine's device count.
   n_dev = len(jax.devices())
   config.batch_size = max(-(-config.batch_size // n_dev) * n_dev, n_dev)
-  if not read_data and isinstance(saved, dict) and all(k in saved for k in STAND_IN_KEYS):
+  if not read_data and all(k in saved for k in STAND_IN_KEYS):
     ds = _stand_in_dataset(config.dataset, saved, config.batch_size)
   else:
     ds = data_lib.load_dataset(config)
