@@ -207,7 +207,7 @@ def prepare_workdir(
     )
 
 
-def _read_data_json(folder: str, remedy: str, what: str = "") -> dict | None:
+def read_data_json(folder: str, remedy: str, what: str = "") -> dict | None:
   """``folder``'s ``data.json`` (what a run saved about its data), or ``None`` when it has none."""
   path = storage.join(folder, "data.json")
   if not storage.exists(path):
@@ -228,7 +228,7 @@ def saved_pixel_stats(workdir: str, ds) -> tuple | None:
   over the whole (in-memory) training split, which is recomputed here so that
   such a run restores and resumes exactly.
   """
-  saved = _read_data_json(workdir, "restore it, or train with --overwrite to start over")
+  saved = read_data_json(workdir, "restore it, or train with --overwrite to start over")
   if saved is None:
     return None
   if "pixel_mean" in saved and "pixel_std" in saved:
@@ -259,7 +259,7 @@ def source_pixel_stats(path: str, ds) -> tuple | None:
   if posixpath.basename(posixpath.dirname(folder)) == "checkpoints":
     folders.append(posixpath.dirname(posixpath.dirname(folder)))
   for folder in folders:
-    saved = _read_data_json(folder, "restore it or set pixel_mean/pixel_std", what="init_from's ")
+    saved = read_data_json(folder, "restore it or set pixel_mean/pixel_std", what="init_from's ")
     if saved is None:
       continue
     if "pixel_mean" not in saved or "pixel_std" not in saved:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 
 import jax
 import jax.numpy as jnp
@@ -292,15 +291,7 @@ def restore_experiment(
       )
     config.data_dir = data_dir
   config_lib.validate_config(config)
-  data_path = storage.join(workdir, "data.json")
-  try:
-    saved = json.loads(storage.read_text(data_path)) if storage.exists(data_path) else {}
-  except (OSError, ValueError) as e:
-    raise HFFError(f"{data_path} is unreadable ({e}); restore it from a copy of the run") from None
-  if not isinstance(saved, dict):
-    raise HFFError(
-      f"{data_path} is a JSON {type(saved).__name__}, not what a run saves; restore it from a copy"
-    )
+  saved = workdir_lib.read_data_json(workdir, "restore it from a copy of the run") or {}
   # Evaluation does not need the training batch: round it to this machine's device count.
   n_dev = len(jax.devices())
   config.batch_size = max(-(-config.batch_size // n_dev) * n_dev, n_dev)
